@@ -93,14 +93,17 @@ def reference_evaluate(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Ten
         x = y_hat_k[k].clone().requires_grad_(True)
         with torch.enable_grad():
             v = program_values(steps, x, y_k[k], clamp)
-            (g,) = torch.autograd.grad(v.sum(), x, allow_unused=True)
+            # A program that never reads y_hat has no graph: its derivative is 0.
+            g = torch.autograd.grad(v.sum(), x, allow_unused=True)[0] if v.requires_grad else None
         values.append(v.detach())
         grads.append(torch.zeros_like(x) if g is None else g)
     return torch.stack(values), torch.stack(grads)
 
 
-def _forward_mode(op: Op, a, da, b, db):
-    """Value and d/d y_hat of one op, written with the same rules autograd applies above."""
+def _forward_mode(op: Op, a, da, b, db, rounded=lambda x: x):
+    """Value and d/d y_hat of one op, written with the same rules autograd applies above.
+    `rounded` is applied to the intermediates a derivative is computed from (the verifier uses it
+    to model their float32 rounding)."""
     if op == Op.ADD:
         return a + b, da + db
     if op == Op.MUL:
@@ -115,28 +118,28 @@ def _forward_mode(op: Op, a, da, b, db):
     if op == Op.IDENTITY:
         return a, da
     if op == Op.LOG:
-        den = a.abs() + XI
+        den = rounded(a.abs() + XI)
         return torch.sign(a) * torch.log(den), torch.where(a != 0, da / den, 0.0)
     if op == Op.SQUARE:
         return a * a, 2.0 * a * da
     if op == Op.RECIPROCAL:
-        den = a.abs() + XI
+        den = rounded(a.abs() + XI)
         return torch.sign(a) / den, torch.where(a != 0, -da / (den * den), 0.0)
     if op == Op.SIGMOID:
-        s = torch.sigmoid(a)
+        s = rounded(torch.sigmoid(a))
         return s, da * (1.0 - s) * s
     if op == Op.TANH:
-        t = torch.tanh(a)
+        t = rounded(torch.tanh(a))
         return t, da * (1.0 - t * t)
     if op == Op.RELU:
         return torch.relu(a), torch.where(a > 0, da, 0.0)
     if op == Op.ABS:
         return a.abs(), torch.sign(a) * da
     if op == Op.SQRT:
-        r = torch.sqrt(a.abs() + XI)
+        r = rounded(torch.sqrt(a.abs() + XI))
         return torch.sign(a) * r, torch.where(a != 0, da / (2.0 * r), 0.0)
     if op == Op.EXP:
-        e = torch.exp(torch.clamp(a, max=EXP_INPUT_MAX))
+        e = rounded(torch.exp(torch.clamp(a, max=EXP_INPUT_MAX)))
         return e, torch.where(a <= EXP_INPUT_MAX, da * e, 0.0)
     raise ValueError(f"op code {int(op)} out of range")
 

@@ -1,0 +1,302 @@
+"""`rl`: the paper's LSTM controller trained with REINFORCE (AutoLossGen §3.3, §5.1.4).
+
+The controller writes a program step by step, ENAS style. Step t makes three decisions, each
+from the LSTM's output at its own position of one long sequence:
+
+    op_t  ~ softmax(1.5 tanh(W h))                      over the configured op set
+    a_t   ~ attention over the slots written so far     (slots 0..2+t)
+    b_t   ~ the same attention with a_t masked out      (binary ops only: distinct operands)
+
+The attention keys are learned vectors for the inputs y_hat, y, 1 and, for slot 3+t, the LSTM
+state that has just read all of step t's decisions; a score is v . tanh(K key + Q h), clipped
+like the op logits. The LSTM input after a decision is that decision's embedding (op embedding or
+slot embedding; a learned "no operand" vector after a unary op). Inputs depend only on the
+decisions, never on earlier outputs, so the log-probability of a known program is one
+teacher-forced `nn.LSTM` call over the whole sequence; sampling runs the same modules position
+by position, batched over the n programs of `ask(n)`.
+
+Program length: the controller always makes `max_steps` steps (the paper's variable set of
+3 + 7 slots) and the candidate is the canonical program of the last slot: steps it does not
+read are dropped and identical subtrees shared, so emitted programs have 1..max_steps steps,
+and Identity lets the controller end a computation early. The raw decisions travel in
+``metadata["decisions"]`` and REINFORCE uses them, because they are what was sampled.
+
+Learning: `tell` buffers (decisions, reward) pairs and makes one update per `batch_size` (10)
+rewards: loss = -mean((r - baseline) log p) - entropy_weight mean(entropy) + l2 |theta|^2, Adam.
+The baseline is a moving average of the batch-mean reward (decay 0.99), initialised with the first
+batch's mean so the first advantages are centred. A candidate `tell` did not ask for (a seeded
+known loss) is scored by teacher forcing its canonical program padded to max_steps with
+Identity(previous slot); the policy gradient then moves the controller toward (or away from) it
+like any sample. Its ops must be in the op set (and the op set must contain Identity when the
+program is shorter than max_steps), else `tell` raises ValueError.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from lossgen.opset import N_INPUT_SLOTS, N_OPS, Op
+from lossgen.programs import Program
+from lossgen.search.base import (
+    Candidate,
+    StrategyConfig,
+    check_n,
+    check_program_fits,
+    check_strategy_state,
+    check_tell_args,
+    program_key,
+)
+
+_MASKED = -1e9  # finite, so that p log p of a masked choice is exactly 0 (not NaN)
+
+
+@dataclass
+class RLConfig(StrategyConfig):
+    """The paper's controller settings (§5.1.4); `l2` is the controller's weight decay."""
+
+    hidden: int = 32
+    layers: int = 2
+    init_range: float = 0.1
+    logit_clip: float = 1.5
+    lr: float = 1e-3
+    entropy_weight: float = 1e-4
+    baseline_decay: float = 0.99
+    batch_size: int = 10
+    l2: float = 1e-4
+
+    def check(self) -> None:
+        super().check()
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not 0.0 <= self.baseline_decay < 1.0:
+            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+
+
+class Controller(nn.Module):
+    """The LSTM policy over programs; `log_prob` (teacher forcing) and `sample` share weights."""
+
+    def __init__(self, n_actions: int, max_steps: int, hidden: int, layers: int, init_range: float,
+                 logit_clip: float):
+        super().__init__()
+        self.max_steps = max_steps
+        self.logit_clip = logit_clip
+        self.start = nn.Parameter(torch.empty(hidden))
+        self.no_operand = nn.Parameter(torch.empty(hidden))
+        self.op_embed = nn.Embedding(n_actions, hidden)
+        self.slot_embed = nn.Embedding(N_INPUT_SLOTS + max_steps, hidden)
+        self.input_keys = nn.Parameter(torch.empty(N_INPUT_SLOTS, hidden))
+        self.lstm = nn.LSTM(hidden, hidden, num_layers=layers)
+        self.op_head = nn.Linear(hidden, n_actions)
+        self.w_key = nn.Linear(hidden, hidden, bias=False)
+        self.w_query = nn.Linear(hidden, hidden, bias=False)
+        self.v = nn.Linear(hidden, 1, bias=False)
+        for p in self.parameters():
+            nn.init.uniform_(p, -init_range, init_range)  # RLController re-draws from its generator
+
+    def _clip(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.logit_clip * torch.tanh(logits)
+
+    def _attend(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """keys [B, S, H] (already projected), query [..., B, H] -> clipped scores [..., B, S]."""
+        q = self.w_query(query).unsqueeze(-2)
+        return self._clip(self.v(torch.tanh(keys + q)).squeeze(-1))
+
+    def log_prob(self, actions: torch.Tensor, binary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing. actions long [B, L, 3] (op action index, a, b), binary bool [B, L]
+        -> (log-probability [B], entropy [B]) of the whole decision sequence."""
+        bsz, steps, _ = actions.shape
+        op, a, b = actions.unbind(-1)
+        after_b = torch.where(binary.unsqueeze(-1), self.slot_embed(b), self.no_operand)
+        x = torch.stack([self.op_embed(op), self.slot_embed(a), after_b], dim=1)  # [B, L, 3, H]
+        x = torch.cat([self.start.expand(bsz, 1, -1), x.reshape(bsz, 3 * steps, -1)[:, :-1]], dim=1)
+        out, _ = self.lstm(x.transpose(0, 1))  # [3L, B, H]
+        h_op, h_a, h_b = out[0::3], out[1::3], out[2::3]  # [L, B, H] each
+
+        op_logits = self._clip(self.op_head(h_op)).log_softmax(-1)  # [L, B, A]
+        anchors = torch.cat([self.input_keys.expand(bsz, -1, -1), h_op[1:].transpose(0, 1)], dim=1)
+        keys = self.w_key(anchors)  # [B, S, H], S = 3 + L - 1
+        n_slots = keys.shape[1]
+        t = torch.arange(steps).unsqueeze(1)
+        j = torch.arange(n_slots).unsqueeze(0)
+        unwritten = (j >= N_INPUT_SLOTS + t).unsqueeze(1)  # [L, 1, S]
+        a_logits = self._attend(keys, h_a).masked_fill(unwritten, _MASKED).log_softmax(-1)  # [L, B, S]
+        taken = j.unsqueeze(0) == a.t().unsqueeze(-1)  # [L, B, S]
+        b_logits = self._attend(keys, h_b).masked_fill(unwritten | taken, _MASKED).log_softmax(-1)
+
+        def pick(logp, idx):
+            return logp.gather(-1, idx.t().unsqueeze(-1)).squeeze(-1)  # [L, B]
+
+        def entropy(logp):
+            return -(logp.exp() * logp).sum(-1)
+
+        mask = binary.t().to(op_logits.dtype)
+        lp = pick(op_logits, op) + pick(a_logits, a) + mask * pick(b_logits, b)
+        ent = entropy(op_logits) + entropy(a_logits) + mask * entropy(b_logits)
+        return lp.sum(0), ent.sum(0)
+
+    @torch.no_grad()
+    def sample(self, n: int, binary_actions: torch.Tensor, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """n programs at once -> (actions long [n, L, 3], log-probability [n])."""
+        steps = self.max_steps
+        actions = torch.zeros(n, steps, 3, dtype=torch.long)
+        logp = torch.zeros(n)
+        state = None
+        x = self.start.expand(n, -1)
+        keys = self.w_key(self.input_keys).expand(n, -1, -1)
+        rows = torch.arange(n)
+
+        def run(inp):
+            nonlocal state
+            out, state = self.lstm(inp.unsqueeze(0), state)
+            return out[0]
+
+        def draw(logits):
+            logits = logits.log_softmax(-1)
+            idx = torch.multinomial(logits.exp(), 1, generator=generator).squeeze(1)
+            return idx, logits[rows, idx]
+
+        for t in range(steps):
+            h = run(x)
+            if t > 0:
+                keys = torch.cat([keys, self.w_key(h).unsqueeze(1)], dim=1)
+            op, lp_op = draw(self._clip(self.op_head(h)))
+            is_binary = binary_actions[op]
+            h = run(self.op_embed(op))
+            a, lp_a = draw(self._attend(keys, h))
+            h = run(self.slot_embed(a))
+            b_logits = self._attend(keys, h)
+            b_logits[rows, a] = _MASKED
+            b, lp_b = draw(b_logits)
+            b = torch.where(is_binary, b, 0)
+            actions[:, t, 0], actions[:, t, 1], actions[:, t, 2] = op, a, b
+            logp += lp_op + lp_a + torch.where(is_binary, lp_b, 0.0)
+            x = torch.where(is_binary.unsqueeze(1), self.slot_embed(b), self.no_operand)
+        return actions, logp
+
+
+class RLController:
+    """The `rl` strategy: `ask` samples from the controller, `tell` runs REINFORCE updates."""
+
+    name = "rl"
+
+    def __init__(self, config: RLConfig | None = None, seed: int = 0):
+        self.config = config or RLConfig()
+        self.config.check()
+        cfg = self.config
+        self._ops = cfg.ops()
+        self._action_of = torch.full((N_OPS,), -1, dtype=torch.long)
+        for i, op in enumerate(self._ops):
+            self._action_of[int(op)] = i
+        self._op_codes = torch.tensor([int(op) for op in self._ops], dtype=torch.long)
+        self._binary = torch.tensor([op.arity == 2 for op in self._ops])
+        self._generator = torch.Generator().manual_seed(seed)
+        # Module constructors draw from torch's global RNG: fork it so the caller's stream is left
+        # untouched; the weights then come from the strategy's own generator.
+        with torch.random.fork_rng(devices=[]):
+            self.controller = Controller(len(self._ops), cfg.max_steps, cfg.hidden, cfg.layers,
+                                         cfg.init_range, cfg.logit_clip)
+        with torch.no_grad():
+            for p in self.controller.parameters():
+                p.uniform_(-cfg.init_range, cfg.init_range, generator=self._generator)
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.lr)
+        self.baseline: float | None = None
+        self.updates = 0
+        self._counter = 0
+        self._buffer_actions: list[torch.Tensor] = []
+        self._buffer_rewards: list[float] = []
+
+    # ------------------------------------------------------------------------------ ask
+
+    def ask(self, n: int) -> list[Candidate]:
+        n = check_n(n)
+        if n == 0:
+            return []
+        actions, logp = self.controller.sample(n, self._binary, self._generator)
+        raw = torch.stack([self._op_codes[actions[..., 0]], actions[..., 1], actions[..., 2]], -1)
+        out = []
+        for steps, lp in zip(raw.tolist(), logp.tolist()):
+            decisions = tuple(tuple(s) for s in steps)
+            program = Program(decisions).canonical()
+            cid = f"rl-{self._counter:07d}-{program_key(program)}"
+            out.append(Candidate(program, cid, self.name, {"decisions": decisions, "log_prob": lp}))
+            self._counter += 1
+        return out
+
+    # ------------------------------------------------------------------------------ tell
+
+    def decisions_for(self, candidate: Candidate) -> Program:
+        """What the controller is credited with: the sampled decisions when the candidate came
+        from a controller of this shape, else its canonical program padded to max_steps."""
+        steps = self.config.max_steps
+        decisions = candidate.metadata.get("decisions")
+        if decisions is not None and len(decisions) == steps:
+            raw = Program(decisions)
+            if raw.canonical() == candidate.program.canonical() and raw.ops() <= set(self._ops):
+                return raw
+        program = candidate.program.canonical()
+        check_program_fits(program, self._ops, steps)
+        if len(program) < steps and Op.IDENTITY not in self._ops:
+            raise ValueError(f"cannot pad {program} to {steps} steps: the op set lacks Identity")
+        return program.padded(steps)
+
+    def tell(self, candidates: Sequence[Candidate], rewards: Sequence[float]) -> None:
+        rewards = check_tell_args(candidates, rewards)
+        if not candidates:
+            return
+        rows = torch.tensor([self.decisions_for(c).steps for c in candidates], dtype=torch.long)
+        actions = torch.stack([self._action_of[rows[..., 0]], rows[..., 1], rows[..., 2]], -1)
+        for act, r in zip(actions, rewards):
+            self._buffer_actions.append(act)
+            self._buffer_rewards.append(r)
+            if len(self._buffer_rewards) == self.config.batch_size:
+                self._update(torch.stack(self._buffer_actions), torch.tensor(self._buffer_rewards))
+                self._buffer_actions, self._buffer_rewards = [], []
+
+    def _update(self, actions: torch.Tensor, rewards: torch.Tensor) -> None:
+        cfg = self.config
+        mean_reward = float(rewards.mean())
+        if self.baseline is None:
+            self.baseline = mean_reward
+        binary = self._binary[actions[..., 0]]
+        logp, entropy = self.controller.log_prob(actions, binary)
+        advantage = rewards - self.baseline
+        loss = -(advantage * logp).mean() - cfg.entropy_weight * entropy.mean()
+        if cfg.l2:
+            loss = loss + cfg.l2 * sum((p * p).sum() for p in self.controller.parameters())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.baseline = cfg.baseline_decay * self.baseline + (1 - cfg.baseline_decay) * mean_reward
+        self.updates += 1
+
+    # ------------------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        return {
+            "strategy": self.name,
+            "controller": {k: v.clone() for k, v in self.controller.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "generator": self._generator.get_state(),
+            "baseline": self.baseline,
+            "updates": self.updates,
+            "counter": self._counter,
+            "buffer_actions": [a.clone() for a in self._buffer_actions],
+            "buffer_rewards": list(self._buffer_rewards),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        check_strategy_state(state, self.name)
+        self.controller.load_state_dict(state["controller"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._generator.set_state(state["generator"])
+        self.baseline = state["baseline"]
+        self.updates = int(state["updates"])
+        self._counter = int(state["counter"])
+        self._buffer_actions = [torch.as_tensor(a, dtype=torch.long) for a in state["buffer_actions"]]
+        self._buffer_rewards = [float(r) for r in state["buffer_rewards"]]
