@@ -1,5 +1,5 @@
 // CUDA implementations of the lossgen tensor ops (dispatcher glue around csrc/cuda/eval_cuda.cu).
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -52,7 +52,7 @@ std::tuple<at::Tensor, at::Tensor> evaluate_cuda(const at::Tensor& programs, con
   at::Tensor values = at::empty({p.num_candidates, p.num_points}, y_hat.options());
   at::Tensor grads = at::empty({p.num_candidates, p.num_points}, y_hat.options());
   C10_CUDA_CHECK(cuda::launch_evaluate(p, values.data_ptr<float>(), grads.data_ptr<float>(),
-                                       at::cuda::getCurrentCUDAStream()));
+                                       c10::cuda::getCurrentCUDAStream().stream()));
   check_finite_inputs(prep.bad);
   return {values, grads};
 }
@@ -65,7 +65,7 @@ at::Tensor program_loss_cuda(const at::Tensor& programs, const at::Tensor& y_hat
   TORCH_CHECK_VALUE(p.num_points > 0, "program_loss needs at least one point (N >= 1)");
   if (p.num_candidates == 0) return at::empty({0}, y_hat.options());
   at::Tensor partials = at::empty({p.num_candidates, cuda::loss_chunks(p)}, y_hat.options().dtype(at::kDouble));
-  C10_CUDA_CHECK(cuda::launch_loss_partials(p, partials.data_ptr<double>(), at::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(cuda::launch_loss_partials(p, partials.data_ptr<double>(), c10::cuda::getCurrentCUDAStream().stream()));
   check_finite_inputs(prep.bad);
   return partials.sum(1).div_(static_cast<double>(p.num_points)).to(at::kFloat);
 }

@@ -16,14 +16,29 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from lossgen.opset import Op, resolve_op_set
-from lossgen.programs import DEFAULT_MAX_STEPS, Program
+from lossgen.opset import N_INPUT_SLOTS, Op, resolve_op_set
+from lossgen.programs import DEFAULT_MAX_STEPS, Expr, Program, lower
+
+_OPS = tuple(Op)
+_TERMINALS = tuple(Expr.terminal(s) for s in range(N_INPUT_SLOTS))
 
 
-def program_key(program: Program) -> str:
-    """12 hex digits identifying a program's canonical form (stable across processes)."""
-    text = ";".join(f"{op},{a},{b}" for op, a, b in program.canonical().steps)
+def program_key(program: Program, canonical: bool = False) -> str:
+    """12 hex digits identifying a program's canonical form (stable across processes);
+    `canonical=True` promises `program` is canonical already and skips re-lowering it."""
+    steps = program.steps if canonical else program.canonical().steps
+    text = ";".join(f"{op},{a},{b}" for op, a, b in steps)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def canonical_from_steps(steps) -> Program:
+    """`Program(steps).canonical()` for steps a strategy drew valid by construction, without
+    validating the raw steps first (sampling is hot; `lower` validates what it emits)."""
+    nodes = list(_TERMINALS)
+    for op, a, b in steps:
+        op = _OPS[op]
+        nodes.append(Expr(op, (nodes[a], nodes[b]) if op <= Op.MIN else (nodes[a],)))
+    return lower(nodes[-1])
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from lossgen.programs import Program
 from lossgen.search.base import (
     Candidate,
     StrategyConfig,
+    canonical_from_steps,
     check_n,
     check_program_fits,
     check_tell_args,
@@ -63,8 +64,8 @@ class RandomSearch:
         out = []
         for _ in range(check_n(n)):
             length = self._rng.randint(1, self.config.max_steps)
-            program = Program(sample_steps(self._rng, self._ops, length)).canonical()
-            out.append(Candidate(program, f"random-{self._counter:07d}-{program_key(program)}", self.name,
+            program = canonical_from_steps(sample_steps(self._rng, self._ops, length))
+            out.append(Candidate(program, f"random-{self._counter:07d}-{program_key(program, canonical=True)}", self.name,
                                  {"sampled_steps": length}))
             self._counter += 1
         return out

@@ -21,8 +21,9 @@ read are dropped and identical subtrees shared, so emitted programs have 1..max_
 and Identity lets the controller end a computation early. The raw decisions travel in
 ``metadata["decisions"]`` and REINFORCE uses them, because they are what was sampled.
 
-Learning: `tell` buffers (decisions, reward) pairs and makes one update per `batch_size` (10)
-rewards: loss = -mean((r - baseline) log p) - entropy_weight mean(entropy) + l2 |theta|^2, Adam.
+Learning: `tell` buffers (decisions, reward) pairs; once at least `batch_size` (10) rewards are
+buffered it makes one update over all of them, so the paper's loop (ask 10, tell 10) updates once
+per round on 10 rewards, and a bigger round is one update on a bigger batch: loss = -mean((r - baseline) log p) - entropy_weight mean(entropy) + l2 |theta|^2, Adam.
 The baseline is a moving average of the batch-mean reward (decay 0.99), initialised with the first
 batch's mean so the first advantages are centred. A candidate `tell` did not ask for (a seeded
 known loss) is scored by teacher forcing its canonical program padded to max_steps with
@@ -45,6 +46,7 @@ from lossgen.programs import Program
 from lossgen.search.base import (
     Candidate,
     StrategyConfig,
+    canonical_from_steps,
     check_n,
     check_program_fits,
     check_strategy_state,
@@ -146,15 +148,22 @@ class Controller(nn.Module):
         steps = self.max_steps
         actions = torch.zeros(n, steps, 3, dtype=torch.long)
         logp = torch.zeros(n)
-        state = None
         x = self.start.expand(n, -1)
         keys = self.w_key(self.input_keys).expand(n, -1, -1)
         rows = torch.arange(n)
 
+        lstm = self.lstm
+        weights = [tuple(getattr(lstm, f"{kind}_l{k}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                   for k in range(lstm.num_layers)]
+        state = [(x.new_zeros(n, lstm.hidden_size), x.new_zeros(n, lstm.hidden_size)) for _ in weights]
+
         def run(inp):
-            nonlocal state
-            out, state = self.lstm(inp.unsqueeze(0), state)
-            return out[0]
+            # One position of self.lstm, layer by layer with the fused cell (same weights and
+            # equations as nn.LSTM, without its per-call sequence overhead).
+            for k, w in enumerate(weights):
+                state[k] = torch.lstm_cell(inp, state[k], *w)
+                inp = state[k][0]
+            return inp
 
         def draw(logits):
             logits = logits.log_softmax(-1)
@@ -222,41 +231,66 @@ class RLController:
         out = []
         for steps, lp in zip(raw.tolist(), logp.tolist()):
             decisions = tuple(tuple(s) for s in steps)
-            program = Program(decisions).canonical()
-            cid = f"rl-{self._counter:07d}-{program_key(program)}"
+            program = canonical_from_steps(decisions)
+            cid = f"rl-{self._counter:07d}-{program_key(program, canonical=True)}"
             out.append(Candidate(program, cid, self.name, {"decisions": decisions, "log_prob": lp}))
             self._counter += 1
         return out
 
     # ------------------------------------------------------------------------------ tell
 
-    def decisions_for(self, candidate: Candidate) -> Program:
-        """What the controller is credited with: the sampled decisions when the candidate came
-        from a controller of this shape, else its canonical program padded to max_steps."""
+    def _padded_program(self, candidate: Candidate) -> list:
+        """Teacher-forcing target of a candidate without usable decisions: its canonical program
+        padded to max_steps with Identity(previous slot)."""
         steps = self.config.max_steps
-        decisions = candidate.metadata.get("decisions")
-        if decisions is not None and len(decisions) == steps:
-            raw = Program(decisions)
-            if raw.canonical() == candidate.program.canonical() and raw.ops() <= set(self._ops):
-                return raw
         program = candidate.program.canonical()
         check_program_fits(program, self._ops, steps)
         if len(program) < steps and Op.IDENTITY not in self._ops:
             raise ValueError(f"cannot pad {program} to {steps} steps: the op set lacks Identity")
-        return program.padded(steps)
+        return [list(step) for step in program.padded(steps).steps]
+
+    def _valid_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """bool [B]: which decision rows (op code, a, b) the controller can have produced."""
+        op, a, b = rows.unbind(-1)
+        in_range = (op >= 0) & (op < N_OPS)
+        action = self._action_of[op.clamp(0, N_OPS - 1)]
+        written = N_INPUT_SLOTS + torch.arange(rows.shape[1])
+        binary = self._binary[action.clamp(min=0)]
+        ok = in_range & (action >= 0) & (a >= 0) & (a < written)
+        ok &= ~binary | ((b >= 0) & (b < written) & (b != a))
+        return ok.all(-1)
+
+    def actions_for(self, candidates: Sequence[Candidate]) -> torch.Tensor:
+        """long [B, max_steps, 3] of (op action index, a, b) that REINFORCE credits: the sampled
+        decisions of this strategy's candidates (``metadata["decisions"]``), else teacher forcing
+        of the canonical program (`_padded_program`)."""
+        steps = self.config.max_steps
+        rows = []
+        own = []
+        for cand in candidates:
+            decisions = cand.metadata.get("decisions")
+            usable = cand.strategy == self.name and decisions is not None and len(decisions) == steps
+            own.append(usable)
+            rows.append([list(step) for step in decisions] if usable else self._padded_program(cand))
+        rows_t = torch.tensor(rows, dtype=torch.long).reshape(len(candidates), steps, 3)
+        bad = (~self._valid_rows(rows_t)).nonzero().flatten().tolist()
+        for i in bad:
+            if not own[i]:
+                raise AssertionError(f"padded program of {candidates[i].id} failed validation")
+            rows_t[i] = torch.tensor(self._padded_program(candidates[i]), dtype=torch.long)
+        action = self._action_of[rows_t[..., 0]]
+        b = torch.where(self._binary[action], rows_t[..., 2], 0)
+        return torch.stack([action, rows_t[..., 1], b], -1)
 
     def tell(self, candidates: Sequence[Candidate], rewards: Sequence[float]) -> None:
         rewards = check_tell_args(candidates, rewards)
         if not candidates:
             return
-        rows = torch.tensor([self.decisions_for(c).steps for c in candidates], dtype=torch.long)
-        actions = torch.stack([self._action_of[rows[..., 0]], rows[..., 1], rows[..., 2]], -1)
-        for act, r in zip(actions, rewards):
-            self._buffer_actions.append(act)
-            self._buffer_rewards.append(r)
-            if len(self._buffer_rewards) == self.config.batch_size:
-                self._update(torch.stack(self._buffer_actions), torch.tensor(self._buffer_rewards))
-                self._buffer_actions, self._buffer_rewards = [], []
+        self._buffer_actions.append(self.actions_for(candidates))
+        self._buffer_rewards.extend(rewards)
+        if len(self._buffer_rewards) >= self.config.batch_size:
+            self._update(torch.cat(self._buffer_actions), torch.tensor(self._buffer_rewards))
+            self._buffer_actions, self._buffer_rewards = [], []
 
     def _update(self, actions: torch.Tensor, rewards: torch.Tensor) -> None:
         cfg = self.config
