@@ -26,7 +26,6 @@ caller's state back out afterwards, under a lock, so the global stream is left a
 from __future__ import annotations
 
 import contextlib
-import operator
 import random
 import threading
 from dataclasses import dataclass
@@ -175,8 +174,10 @@ class EvolutionSearch:
         tb.register("select", tools.selTournament, tournsize=cfg.tournament_size)
         tb.register("mate", gp.cxOnePoint)
         tb.register("mutate", gp.mutUniform, expr=tb.mut_expr, pset=self.pset)
+        # The size limit in the unit that matters: steps of the lowered program. It implies the
+        # height limit too (the op nodes on a root-to-leaf path are distinct subtrees, so
+        # distinct steps), and treats trees that cannot be lowered as over the limit.
         for op_name in ("mate", "mutate"):
-            tb.decorate(op_name, gp.staticLimit(operator.attrgetter("height"), cfg.max_steps))
             tb.decorate(op_name, gp.staticLimit(self._lowered_steps, cfg.max_steps))
         self.toolbox = tb
 

@@ -16,20 +16,25 @@ teacher-forced `nn.LSTM` call over the whole sequence; sampling runs the same mo
 by position, batched over the n programs of `ask(n)`.
 
 Program length: the controller always makes `max_steps` steps (the paper's variable set of
-3 + 7 slots) and the candidate is the canonical program of the last slot: steps it does not
-read are dropped and identical subtrees shared, so emitted programs have 1..max_steps steps,
-and Identity lets the controller end a computation early. The raw decisions travel in
-``metadata["decisions"]`` and REINFORCE uses them, because they are what was sampled.
+3 + 7 slots) and the candidate is the canonical program of the last slot: steps the last slot
+does not read are dropped and identical subtrees shared, so emitted programs have 1..max_steps
+steps without a separate stop decision. The raw decisions travel in ``metadata["decisions"]``
+and REINFORCE uses them, because they are what was sampled.
 
 Learning: `tell` buffers (decisions, reward) pairs; once at least `batch_size` (10) rewards are
-buffered it makes one update over all of them, so the paper's loop (ask 10, tell 10) updates once
-per round on 10 rewards, and a bigger round is one update on a bigger batch: loss = -mean((r - baseline) log p) - entropy_weight mean(entropy) + l2 |theta|^2, Adam.
-The baseline is a moving average of the batch-mean reward (decay 0.99), initialised with the first
-batch's mean so the first advantages are centred. A candidate `tell` did not ask for (a seeded
-known loss) is scored by teacher forcing its canonical program padded to max_steps with
-Identity(previous slot); the policy gradient then moves the controller toward (or away from) it
-like any sample. Its ops must be in the op set (and the op set must contain Identity when the
-program is shorter than max_steps), else `tell` raises ValueError.
+buffered it makes one update over all of them, so the paper's loop (ask 10, tell 10) updates
+once per round on 10 rewards and a bigger round is one update on a bigger batch:
+
+    loss = -mean((r - baseline) log p) - entropy_weight mean(entropy) + l2 |theta|^2   (Adam)
+
+The baseline is a moving average of the batch-mean reward (decay 0.99), initialised with the
+first batch's mean so the first advantages are centred.
+
+Un-asked candidates (seeded known losses): `tell` credits the trajectory that yields exactly the
+candidate's canonical program, dead filler steps first (the canonical form drops them), then
+the program's steps, and the policy gradient moves the controller toward (or away from) it like
+any sample. Its ops must be in the op set and its canonical form within max_steps, else `tell`
+raises ValueError.
 """
 
 from __future__ import annotations
@@ -239,15 +244,22 @@ class RLController:
 
     # ------------------------------------------------------------------------------ tell
 
-    def _padded_program(self, candidate: Candidate) -> list:
-        """Teacher-forcing target of a candidate without usable decisions: its canonical program
-        padded to max_steps with Identity(previous slot)."""
+    def _trajectory(self, candidate: Candidate) -> list:
+        """Decisions that produce the candidate's canonical program: dead filler steps first
+        (the op set's first op over y_hat and y, which the canonical form drops), then the
+        program's own steps with their slot operands shifted past the filler."""
         steps = self.config.max_steps
         program = candidate.program.canonical()
         check_program_fits(program, self._ops, steps)
-        if len(program) < steps and Op.IDENTITY not in self._ops:
-            raise ValueError(f"cannot pad {program} to {steps} steps: the op set lacks Identity")
-        return [list(step) for step in program.padded(steps).steps]
+        pad = steps - len(program)
+        filler = self._ops[0]
+        rows = [[int(filler), 0, 1 if filler.arity == 2 else 0]] * pad
+
+        def shift(slot):
+            return slot if slot < N_INPUT_SLOTS else slot + pad
+
+        rows += [[op, shift(a), shift(b) if Op(op).arity == 2 else 0] for op, a, b in program.steps]
+        return rows
 
     def _valid_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """bool [B]: which decision rows (op code, a, b) the controller can have produced."""
@@ -263,7 +275,7 @@ class RLController:
     def actions_for(self, candidates: Sequence[Candidate]) -> torch.Tensor:
         """long [B, max_steps, 3] of (op action index, a, b) that REINFORCE credits: the sampled
         decisions of this strategy's candidates (``metadata["decisions"]``), else teacher forcing
-        of the canonical program (`_padded_program`)."""
+        of the canonical program (`_trajectory`)."""
         steps = self.config.max_steps
         rows = []
         own = []
@@ -271,13 +283,13 @@ class RLController:
             decisions = cand.metadata.get("decisions")
             usable = cand.strategy == self.name and decisions is not None and len(decisions) == steps
             own.append(usable)
-            rows.append([list(step) for step in decisions] if usable else self._padded_program(cand))
+            rows.append([list(step) for step in decisions] if usable else self._trajectory(cand))
         rows_t = torch.tensor(rows, dtype=torch.long).reshape(len(candidates), steps, 3)
         bad = (~self._valid_rows(rows_t)).nonzero().flatten().tolist()
         for i in bad:
             if not own[i]:
-                raise AssertionError(f"padded program of {candidates[i].id} failed validation")
-            rows_t[i] = torch.tensor(self._padded_program(candidates[i]), dtype=torch.long)
+                raise AssertionError(f"trajectory of {candidates[i].id} failed validation")
+            rows_t[i] = torch.tensor(self._trajectory(candidates[i]), dtype=torch.long)
         action = self._action_of[rows_t[..., 0]]
         b = torch.where(self._binary[action], rows_t[..., 2], 0)
         return torch.stack([action, rows_t[..., 1], b], -1)
