@@ -39,6 +39,7 @@ raises ValueError.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Sequence
@@ -58,6 +59,22 @@ from lossgen.search.base import (
     check_tell_args,
     program_key,
 )
+
+@contextlib.contextmanager
+def _one_thread():
+    """The controller's tensors are tiny (batch x 32): intra-op threads add only synchronisation,
+    and when the CPU is shared they make sampling and updates 100x slower (workers spin-wait for
+    descheduled peers). ask and tell run on one thread and restore the caller's setting."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 _MASKED = -1e9  # finite, so that p log p of a masked choice is exactly 0 (not NaN)
 
@@ -231,7 +248,8 @@ class RLController:
         n = check_n(n)
         if n == 0:
             return []
-        actions, logp = self.controller.sample(n, self._binary, self._generator)
+        with _one_thread():
+            actions, logp = self.controller.sample(n, self._binary, self._generator)
         raw = torch.stack([self._op_codes[actions[..., 0]], actions[..., 1], actions[..., 2]], -1)
         out = []
         for steps, lp in zip(raw.tolist(), logp.tolist()):
@@ -301,8 +319,9 @@ class RLController:
         self._buffer_actions.append(self.actions_for(candidates))
         self._buffer_rewards.extend(rewards)
         if len(self._buffer_rewards) >= self.config.batch_size:
-            self._update(torch.cat(self._buffer_actions), torch.tensor(self._buffer_rewards))
-            self._buffer_actions, self._buffer_rewards = [], []
+            with _one_thread():
+                self._update(torch.cat(self._buffer_actions), torch.tensor(self._buffer_rewards))
+                self._buffer_actions, self._buffer_rewards = [], []
 
     def _update(self, actions: torch.Tensor, rewards: torch.Tensor) -> None:
         cfg = self.config
