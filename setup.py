@@ -8,7 +8,9 @@ when the built extension must run on other CPUs than the one that builds it).
 Install with ``pip install --no-build-isolation -e .`` so the build uses the torch you have.
 """
 
+import ctypes.util
 import os
+import platform
 import sys
 
 from setuptools import setup
@@ -32,13 +34,29 @@ def _with_cuda() -> bool:
     return torch.cuda.is_available() and CUDA_HOME is not None
 
 
+def _libmvec_available() -> bool:
+    """glibc's vector math library (x86-64 Linux); LOSSGEN_NO_LIBMVEC=1 opts out."""
+    if _flag("LOSSGEN_NO_LIBMVEC") or sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    return ctypes.util.find_library("mvec") is not None
+
+
 def _extension():
     sources = ["csrc/ops.cpp", "csrc/core/program_check.cpp", "csrc/core/eval_cpu.cpp"]
     # -ffp-contract=off: no fused multiply-adds, so results round like PyTorch's reference.
-    cxx = ["-O3", "-std=c++17", "-ffp-contract=off"]
+    # -fno-trapping-math: lets the compiler turn branches over float ops into vector selects
+    # (it only assumes no FP exception traps are enabled; results are unchanged).
+    cxx = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-trapping-math"]
     if not _flag("LOSSGEN_PORTABLE"):
         cxx.append("-march=native")
     include_dirs = [os.path.abspath("csrc")]
+    define_macros, libraries = [], []
+    if _libmvec_available():
+        # Vector log/exp/tanh from glibc (see csrc/core/eval_cpu.cpp). -fno-math-errno: the
+        # kernels never read errno, and errno-setting calls cannot be vectorized.
+        cxx += ["-fopenmp-simd", "-fno-math-errno"]
+        define_macros.append(("LOSSGEN_USE_LIBMVEC", None))
+        libraries.append("mvec")
     if _with_cuda():
         sources += ["csrc/ops_cuda.cpp", "csrc/cuda/eval_cuda.cu"]
         nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
@@ -46,10 +64,18 @@ def _extension():
             "lossgen._C",
             sources,
             include_dirs=include_dirs,
-            define_macros=[("WITH_CUDA", None)],
+            define_macros=define_macros + [("WITH_CUDA", None)],
+            libraries=libraries,
             extra_compile_args={"cxx": cxx, "nvcc": nvcc},
         )
-    return CppExtension("lossgen._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": cxx})
+    return CppExtension(
+        "lossgen._C",
+        sources,
+        include_dirs=include_dirs,
+        define_macros=define_macros,
+        libraries=libraries,
+        extra_compile_args={"cxx": cxx},
+    )
 
 
 setup(

@@ -38,14 +38,11 @@ int for_each_block(const ProblemShape& s, Fn fn) {
   return status.load();
 }
 
-std::tuple<at::Tensor, at::Tensor> evaluate_cpu(const at::Tensor& programs, const at::Tensor& y_hat,
-                                                const at::Tensor& y, int64_t clamp) {
-  const ProblemShape s = check_shapes(programs, y_hat, y, clamp);
+void evaluate_into(const ProblemShape& s, const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y,
+                   int64_t clamp, at::Tensor& values, at::Tensor& grads) {
   const at::Tensor prog = checked_host_programs(programs);
   const at::Tensor yh = y_hat.contiguous(), yy = y.contiguous();
-  at::Tensor values = at::empty({s.num_candidates, s.num_points}, y_hat.options());
-  at::Tensor grads = at::empty({s.num_candidates, s.num_points}, y_hat.options());
-  if (s.num_candidates == 0 || s.num_points == 0) return {values, grads};
+  if (s.num_candidates == 0 || s.num_points == 0) return;
 
   const int32_t* p = prog.data_ptr<int32_t>();
   const float* yh_ptr = yh.data_ptr<float>();
@@ -62,7 +59,25 @@ std::tuple<at::Tensor, at::Tensor> evaluate_cpu(const at::Tensor& programs, cons
                            y_ptr + k * y_stride + start, n, v_ptr + out, g_ptr + out);
   });
   TORCH_CHECK_VALUE(status == cpu::kBlockOk, bad_input_message(status));
+}
+
+std::tuple<at::Tensor, at::Tensor> evaluate_cpu(const at::Tensor& programs, const at::Tensor& y_hat,
+                                                const at::Tensor& y, int64_t clamp) {
+  const ProblemShape s = check_shapes(programs, y_hat, y, clamp);
+  at::Tensor values = at::empty({s.num_candidates, s.num_points}, y_hat.options());
+  at::Tensor grads = at::empty({s.num_candidates, s.num_points}, y_hat.options());
+  evaluate_into(s, programs, y_hat, y, clamp, values, grads);
   return {values, grads};
+}
+
+// Writes into caller-provided outputs: a hot loop that reuses them allocates nothing (fresh
+// outputs of K x N floats cost page faults that can exceed the evaluation itself).
+void evaluate_out_cpu(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y, int64_t clamp,
+                      at::Tensor& values, at::Tensor& grads) {
+  const ProblemShape s = check_shapes(programs, y_hat, y, clamp);
+  check_out(values, "values", s, y_hat);
+  check_out(grads, "grads", s, y_hat);
+  evaluate_into(s, programs, y_hat, y, clamp, values, grads);
 }
 
 at::Tensor program_loss_cpu(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y,
@@ -104,11 +119,14 @@ at::Tensor program_loss_cpu(const at::Tensor& programs, const at::Tensor& y_hat,
 
 TORCH_LIBRARY(lossgen, m) {
   m.def("evaluate(Tensor programs, Tensor y_hat, Tensor y, int clamp) -> (Tensor, Tensor)");
+  m.def(
+      "evaluate_out(Tensor programs, Tensor y_hat, Tensor y, int clamp, Tensor(a!) values, Tensor(b!) grads) -> ()");
   m.def("program_loss(Tensor programs, Tensor y_hat, Tensor y, int clamp) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lossgen, CPU, m) {
   m.impl("evaluate", &lossgen::evaluate_cpu);
+  m.impl("evaluate_out", &lossgen::evaluate_out_cpu);
   m.impl("program_loss", &lossgen::program_loss_cpu);
 }
 

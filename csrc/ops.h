@@ -46,6 +46,16 @@ inline ProblemShape check_shapes(const at::Tensor& programs, const at::Tensor& y
   return {k, l, n, y_hat.dim() == 2, y.dim() == 2};
 }
 
+// Checks caller-provided outputs of the .out variant: float32, contiguous, [K, N], on y_hat's device.
+inline void check_out(const at::Tensor& out, const char* name, const ProblemShape& s, const at::Tensor& y_hat) {
+  TORCH_CHECK_VALUE(out.scalar_type() == at::kFloat, name, " must be float32, got ", out.scalar_type());
+  TORCH_CHECK_VALUE(out.dim() == 2 && out.size(0) == s.num_candidates && out.size(1) == s.num_points, name,
+                    " must have shape [", s.num_candidates, ", ", s.num_points, "], got ", out.sizes());
+  TORCH_CHECK_VALUE(out.is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK_VALUE(out.device() == y_hat.device(), name, " is on ", out.device(), " but y_hat is on ",
+                    y_hat.device());
+}
+
 // Validates program contents on the host (copies them there if they live on a device).
 inline at::Tensor checked_host_programs(const at::Tensor& programs) {
   at::Tensor host = programs.to(at::kCPU).contiguous();

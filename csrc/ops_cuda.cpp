@@ -44,6 +44,12 @@ void check_finite_inputs(const at::Tensor& bad) {
   TORCH_CHECK_VALUE((flags & 2) == 0, "y contains NaN or inf");
 }
 
+void launch_evaluate_checked(const PreparedProblem& prep, at::Tensor& values, at::Tensor& grads) {
+  C10_CUDA_CHECK(cuda::launch_evaluate(prep.problem, values.data_ptr<float>(), grads.data_ptr<float>(),
+                                       c10::cuda::getCurrentCUDAStream().stream()));
+  check_finite_inputs(prep.bad);
+}
+
 std::tuple<at::Tensor, at::Tensor> evaluate_cuda(const at::Tensor& programs, const at::Tensor& y_hat,
                                                  const at::Tensor& y, int64_t clamp) {
   const c10::cuda::CUDAGuard guard(y_hat.device());
@@ -51,10 +57,18 @@ std::tuple<at::Tensor, at::Tensor> evaluate_cuda(const at::Tensor& programs, con
   const auto& p = prep.problem;
   at::Tensor values = at::empty({p.num_candidates, p.num_points}, y_hat.options());
   at::Tensor grads = at::empty({p.num_candidates, p.num_points}, y_hat.options());
-  C10_CUDA_CHECK(cuda::launch_evaluate(p, values.data_ptr<float>(), grads.data_ptr<float>(),
-                                       c10::cuda::getCurrentCUDAStream().stream()));
-  check_finite_inputs(prep.bad);
+  launch_evaluate_checked(prep, values, grads);
   return {values, grads};
+}
+
+void evaluate_out_cuda(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y, int64_t clamp,
+                       at::Tensor& values, at::Tensor& grads) {
+  const c10::cuda::CUDAGuard guard(y_hat.device());
+  const ProblemShape s = check_shapes(programs, y_hat, y, clamp);
+  check_out(values, "values", s, y_hat);
+  check_out(grads, "grads", s, y_hat);
+  PreparedProblem prep = prepare(programs, y_hat, y, clamp);
+  launch_evaluate_checked(prep, values, grads);
 }
 
 at::Tensor program_loss_cuda(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y,
@@ -75,5 +89,6 @@ at::Tensor program_loss_cuda(const at::Tensor& programs, const at::Tensor& y_hat
 
 TORCH_LIBRARY_IMPL(lossgen, CUDA, m) {
   m.impl("evaluate", &lossgen::evaluate_cuda);
+  m.impl("evaluate_out", &lossgen::evaluate_out_cuda);
   m.impl("program_loss", &lossgen::program_loss_cuda);
 }

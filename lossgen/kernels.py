@@ -78,14 +78,26 @@ def as_program_tensor(programs: torch.Tensor | Sequence[Program] | Program) -> t
     return batch(list(programs))
 
 
-def evaluate(programs, y_hat: torch.Tensor, y: torch.Tensor, clamp: str | Clamp = "paper"):
-    """Loss values and d(value)/d(y_hat), each float32 ``[K, N]`` (no autograd graph)."""
+def evaluate(programs, y_hat: torch.Tensor, y: torch.Tensor, clamp: str | Clamp = "paper", out=None):
+    """Loss values and d(value)/d(y_hat), each float32 ``[K, N]`` (no autograd graph).
+
+    ``out=(values, grads)`` writes into preallocated contiguous float32 ``[K, N]`` tensors and
+    returns them: a hot loop that reuses its buffers then allocates nothing."""
     programs = as_program_tensor(programs)
     mode = int(parse_clamp(clamp))
     if _FORCE_REFERENCE:
-        return reference_evaluate(programs, y_hat, y, Clamp(mode))
+        values, grads = reference_evaluate(programs, y_hat, y, Clamp(mode))
+        if out is None:
+            return values, grads
+        out[0].copy_(values)
+        out[1].copy_(grads)
+        return out
     _require_compiled()
-    return torch.ops.lossgen.evaluate(programs, y_hat.detach(), y.detach(), mode)
+    if out is None:
+        return torch.ops.lossgen.evaluate(programs, y_hat.detach(), y.detach(), mode)
+    values, grads = out
+    torch.ops.lossgen.evaluate_out(programs, y_hat.detach(), y.detach(), mode, values, grads)
+    return values, grads
 
 
 def program_loss(programs, y_hat: torch.Tensor, y: torch.Tensor, clamp: str | Clamp = "paper") -> torch.Tensor:
@@ -108,6 +120,10 @@ if _C is not None:
     def _evaluate_fake(programs, y_hat, y, clamp):
         k, n = programs.shape[0], y_hat.shape[-1]
         return y_hat.new_empty(k, n), y_hat.new_empty(k, n)
+
+    @torch.library.register_fake("lossgen::evaluate_out")
+    def _evaluate_out_fake(programs, y_hat, y, clamp, values, grads):
+        return None
 
     @torch.library.register_fake("lossgen::program_loss")
     def _program_loss_fake(programs, y_hat, y, clamp):

@@ -145,31 +145,41 @@ def _forward_mode(op: Op, a, da, b, db, rounded=lambda x: x):
 
 
 def vectorized_evaluate(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Tensor, clamp="paper"):
-    """``(values, grads)`` for all K candidates at once in plain PyTorch (benchmark baseline)."""
+    """``(values, grads)`` for all K candidates at once in plain PyTorch (benchmark baseline).
+
+    Slots live in one ``[S * K, N]`` table (row ``slot * K + k``); each step gathers the operand
+    rows of the candidates that run a given op with `index_select` (contiguous row copies, the
+    fastest gather PyTorch has), applies the op once for all of them, and writes back with
+    `index_copy_`. One pass per distinct op per step, no Python loop over candidates."""
     lo, hi = CLAMP_BOUNDS[parse_clamp(clamp)]
     y_hat_k, y_k = _broadcast(programs, y_hat.detach(), y.detach())
     k, length = programs.shape[0], programs.shape[1]
     n = y_hat_k.shape[1]
-    vals = y_hat_k.new_empty(N_INPUT_SLOTS + length, k, n)
+    vals = y_hat_k.new_empty((N_INPUT_SLOTS + length) * k, n)
     ders = torch.empty_like(vals)
-    vals[0], vals[1], vals[2] = y_hat_k, y_k, 1.0
-    ders[0], ders[1:3] = 1.0, 0.0
+    vals[:k], vals[k : 2 * k], vals[2 * k : 3 * k] = y_hat_k, y_k, 1.0
+    ders[:k], ders[k : 3 * k] = 1.0, 0.0
     prog = programs.to(torch.long).cpu()
     cand = torch.arange(k)
     for t in range(length):
-        ops, a_idx, b_idx = prog[:, t, 0], prog[:, t, 1], prog[:, t, 2]
+        ops = prog[:, t, 0]
+        a_rows = prog[:, t, 1] * k + cand
+        b_rows = prog[:, t, 2] * k + cand
+        out_rows = (N_INPUT_SLOTS + t) * k + cand
         for code in torch.unique(ops).tolist():
             op = Op(code)
-            rows = cand[ops == code]
-            if rows.numel() == k:  # every candidate runs this op: plain slicing, no gather
-                rows = slice(None)
-            a, da = vals[a_idx[rows], cand[rows]], ders[a_idx[rows], cand[rows]]
+            sel = (ops == code).nonzero().flatten()
+            ia = a_rows[sel].to(vals.device)
+            a, da = vals.index_select(0, ia), ders.index_select(0, ia)
             if op.arity == 2:
-                b, db = vals[b_idx[rows], cand[rows]], ders[b_idx[rows], cand[rows]]
+                ib = b_rows[sel].to(vals.device)
+                b, db = vals.index_select(0, ib), ders.index_select(0, ib)
             else:
                 b = db = None
             v, d = _forward_mode(op, a, da, b, db)
-            inside = (v >= lo) & (v <= hi)
-            vals[N_INPUT_SLOTS + t, rows] = torch.clamp(v, lo, hi)
-            ders[N_INPUT_SLOTS + t, rows] = torch.where(inside, d, 0.0)
-    return vals[-1], ders[-1]
+            d = torch.where((v >= lo) & (v <= hi), d, 0.0)
+            io = out_rows[sel].to(vals.device)
+            vals.index_copy_(0, io, torch.clamp(v, lo, hi))
+            ders.index_copy_(0, io, d)
+    last = (N_INPUT_SLOTS + length - 1) * k
+    return vals[last:], ders[last:]

@@ -240,3 +240,21 @@ def test_results_do_not_depend_on_thread_count():
 def test_paper_ops_only_programs_are_well_conditioned():
     results = fuzz(kernels.evaluate, 500, seed=3, ops=PAPER_OPS, clamps=("paper",), points=256)
     assert results["paper"].mismatches == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_evaluate_into_preallocated_outputs(device):
+    prog = batch([parse("(y_hat - y)^2"), parse("log(y_hat) * -y")]).to(device)
+    y_hat, y = torch.rand(2, 300, device=device), torch.rand(300, device=device)
+    values, grads = torch.full((2, 300), 7.0, device=device), torch.full((2, 300), 7.0, device=device)
+    out = kernels.evaluate(prog, y_hat, y, "symmetric", out=(values, grads))
+    assert out[0] is values and out[1] is grads
+    expected = kernels.evaluate(prog, y_hat, y, "symmetric")
+    assert torch.equal(values, expected[0]) and torch.equal(grads, expected[1])
+    with pytest.raises(ValueError, match=r"values must have shape \[2, 300\]"):
+        kernels.evaluate(prog, y_hat, y, out=(values[:1], grads))
+    with pytest.raises(ValueError, match="grads must be float32"):
+        kernels.evaluate(prog, y_hat, y, out=(values, grads.double()))
+    with pytest.raises(ValueError, match="values must be contiguous"):
+        kernels.evaluate(prog, y_hat, y, out=(torch.empty(300, 2, device=device).t(), grads))
+    torch.library.opcheck(torch.ops.lossgen.evaluate_out.default, (prog, y_hat, y, 0, values, grads))

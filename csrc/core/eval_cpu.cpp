@@ -4,6 +4,20 @@
 
 #include "op_math.h"
 
+#if defined(LOSSGEN_USE_LIBMVEC)
+// glibc's libmvec has vector variants of these functions; declaring them "simd" lets the
+// compiler vectorize the Log/Exp/Sigmoid/Tanh loops (glibc's own headers do this only under
+// -ffast-math, which we must not use: it would break the IEEE semantics of the clamps).
+extern "C" {
+#pragma omp declare simd notinbranch
+float logf(float);
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float tanhf(float);
+}
+#endif
+
 namespace lossgen::cpu {
 namespace {
 

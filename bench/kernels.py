@@ -1,0 +1,114 @@
+"""Kernel throughput: node-evaluations per second, value and derivative included.
+
+Compares, in one run and on the same random programs and points:
+  compiled    lossgen.kernels.evaluate (the compiled CPU or CUDA kernel)
+  vectorized  lossgen.reference.vectorized_evaluate: all K candidates at once in plain PyTorch
+  eager       lossgen.reference.reference_evaluate: candidate by candidate, autograd derivatives
+A node-evaluation is one op of one program at one point (K * L * N per call).
+
+    python bench/kernels.py                  # main point K=1024, N=4096, L=7, plus a sweep
+    python bench/kernels.py --device cuda
+    python bench/kernels.py --quick          # smaller sweep
+
+Writes bench/results/kernels-<device>.json (with CPU model, threads, torch version, git commit)
+and prints a table with the ratios against both baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+import torch
+
+from bench_env import environment, results_path
+from lossgen import kernels
+from lossgen.opset import PAPER_OPS
+from lossgen.reference import reference_evaluate, vectorized_evaluate
+from lossgen.verify import random_program
+
+TARGETS = {"cpu": {"node_evals_per_s": 1e9, "vs_eager": 50.0, "vs_vectorized": 5.0}, "cuda": {"node_evals_per_s": 2e11}}
+
+
+def make_problem(k: int, n: int, length: int, device: str, seed: int = 0):
+    rng = random.Random(seed)
+    programs = torch.tensor([random_program(rng, length, PAPER_OPS) for _ in range(k)], dtype=torch.int32)
+    gen = torch.Generator().manual_seed(seed)
+    y_hat = torch.rand(k, n, generator=gen) * 0.98 + 0.01
+    y = (torch.rand(k, n, generator=gen) < 0.55).float()
+    return programs.to(device), y_hat.to(device), y.to(device)
+
+
+def seconds_per_call(fn, device: str, warmup: int = 3, min_time: float = 0.5, max_calls: int = 200) -> float:
+    """Median seconds per call after `warmup` calls (the first calls of a big allocation pattern
+    pay the kernel's page faulting, which is not what we compare)."""
+    def timed() -> float:
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for _ in range(warmup):
+        timed()
+    times: list[float] = []
+    while sum(times) < min_time and len(times) < max_calls:
+        times.append(timed())
+    return statistics.median(times)
+
+
+def measure(k: int, n: int, length: int, device: str, eager_candidates: int) -> dict:
+    programs, y_hat, y = make_problem(k, n, length, device)
+    nodes = k * n * length
+    row = {"K": k, "N": n, "L": length}
+    t = seconds_per_call(lambda: kernels.evaluate(programs, y_hat, y, "paper"), device)
+    row["compiled"] = nodes / t
+    t = seconds_per_call(lambda: vectorized_evaluate(programs, y_hat, y, "paper"), device, max_calls=10)
+    row["vectorized"] = nodes / t
+    # The eager baseline is linear in K: time a slice of candidates, report the per-node rate.
+    m = min(k, eager_candidates)
+    t = seconds_per_call(lambda: reference_evaluate(programs[:m], y_hat[:m], y[:m], "paper"), device, warmup=1, max_calls=3)
+    row["eager"] = m * n * length / t
+    row["vs_vectorized"] = row["compiled"] / row["vectorized"]
+    row["vs_eager"] = row["compiled"] / row["eager"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="smaller sweep")
+    parser.add_argument("--eager-candidates", type=int, default=64, help="candidates timed for the eager baseline")
+    args = parser.parse_args()
+    device = args.device
+    main_point = (1024, 4096, 7)
+    if args.quick:
+        sweep = [(64, 4096, 7), (1024, 1024, 7), (1024, 4096, 3)]
+    else:
+        sweep = [(k, 4096, 7) for k in (1, 16, 128, 4096)]
+        sweep += [(1024, n, 7) for n in (256, 1024, 16384)]
+        sweep += [(1024, 4096, l) for l in (1, 3, 5, 10, 13)]
+    rows = [measure(*main_point, device, args.eager_candidates)]
+    rows += [measure(*p, device, args.eager_candidates) for p in sweep]
+
+    header = f"{'K':>6} {'N':>7} {'L':>3} {'compiled/s':>12} {'vectorized/s':>13} {'eager/s':>11} {'x vect':>8} {'x eager':>9}"
+    print(f"lossgen kernels on {device} ({kernels.backend(device)}), node-evaluations per second incl. derivative")
+    print(header)
+    for r in rows:
+        print(f"{r['K']:>6} {r['N']:>7} {r['L']:>3} {r['compiled']:>12.3e} {r['vectorized']:>13.3e} {r['eager']:>11.3e} "
+              f"{r['vs_vectorized']:>8.1f} {r['vs_eager']:>9.1f}")
+    main_row = rows[0]
+    targets = TARGETS.get(torch.device(device).type, {})
+    print("\nmain point K=1024 N=4096 L=7:")
+    for key, target in targets.items():
+        reached = main_row["compiled"] if key == "node_evals_per_s" else main_row[key]
+        print(f"  {key}: {reached:.3g} (target {target:.3g}) {'OK' if reached >= target else 'MISSED'}")
+    out = results_path(f"kernels-{torch.device(device).type}.json")
+    out.write_text(json.dumps({"environment": environment(device), "targets": targets, "results": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
