@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from lossgen.opset import N_INPUT_SLOTS, Op, resolve_op_set
-from lossgen.programs import DEFAULT_MAX_STEPS, Expr, Program, lower
+from lossgen.programs import DEFAULT_MAX_STEPS, Program
 
-_OPS = tuple(Op)
-_TERMINALS = tuple(Expr.terminal(s) for s in range(N_INPUT_SLOTS))
 
 
 def program_key(program: Program, canonical: bool = False) -> str:
@@ -32,13 +30,46 @@ def program_key(program: Program, canonical: bool = False) -> str:
 
 
 def canonical_from_steps(steps) -> Program:
-    """`Program(steps).canonical()` for steps a strategy drew valid by construction, without
-    validating the raw steps first (sampling is hot; `lower` validates what it emits)."""
-    nodes = list(_TERMINALS)
+    """`Program(steps).canonical()` for steps a strategy drew valid by construction, computed on
+    integer node ids instead of `Expr` trees (sampling is hot: this is about 3x faster).
+
+    Each slot gets a hash-consed node id: equal ids <=> equal subtrees. Emission then follows
+    `lossgen.programs.lower` exactly: left-first post-order, a node computed once and reused,
+    except that a binary op whose operands would be the same slot gets a fresh copy of its
+    right operand (its children still shared). A test checks equality with `canonical()`."""
+    node_of: list[int] = [0, 1, 2]  # slot -> node id; ids 0..2 are the inputs themselves
+    children: list[tuple] = [(), (), ()]
+    ops: list[int] = [-1, -1, -1]
+    interned: dict[tuple, int] = {}
     for op, a, b in steps:
-        op = _OPS[op]
-        nodes.append(Expr(op, (nodes[a], nodes[b]) if op <= Op.MIN else (nodes[a],)))
-    return lower(nodes[-1])
+        kids = (node_of[a], node_of[b]) if op <= Op.MIN else (node_of[a],)
+        key = (op,) + kids
+        node = interned.get(key)
+        if node is None:
+            node = interned[key] = len(ops)
+            ops.append(op)
+            children.append(kids)
+        node_of.append(node)
+
+    out: list[tuple[int, int, int]] = []
+    slot_of: dict[int, int] = {}
+
+    def emit(node: int, share: bool = True) -> int:
+        if node < N_INPUT_SLOTS:
+            return node
+        if share and node in slot_of:
+            return slot_of[node]
+        kids = [emit(k) for k in children[node]]
+        if len(kids) == 2 and kids[0] == kids[1]:
+            kids[1] = emit(children[node][1], share=False)
+            if kids[0] == kids[1]:
+                raise ValueError("a binary op over one input twice has equal operands")
+        out.append((ops[node], kids[0], kids[1] if len(kids) == 2 else 0))
+        slot_of.setdefault(node, N_INPUT_SLOTS + len(out) - 1)
+        return N_INPUT_SLOTS + len(out) - 1
+
+    emit(node_of[-1])
+    return Program(out)
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,8 @@ class RLController:
         with torch.no_grad():
             for p in self.controller.parameters():
                 p.uniform_(-cfg.init_range, cfg.init_range, generator=self._generator)
-        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.lr)
+        # Adam's weight_decay adds 2 * l2 * theta to the gradient: the gradient of l2 |theta|^2.
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.lr, weight_decay=2 * cfg.l2)
         self.baseline: float | None = None
         self.updates = 0
         self._counter = 0
@@ -332,8 +333,6 @@ class RLController:
         logp, entropy = self.controller.log_prob(actions, binary)
         advantage = rewards - self.baseline
         loss = -(advantage * logp).mean() - cfg.entropy_weight * entropy.mean()
-        if cfg.l2:
-            loss = loss + cfg.l2 * sum((p * p).sum() for p in self.controller.parameters())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

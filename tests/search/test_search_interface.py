@@ -1,5 +1,7 @@
 """lossgen.search.create, the Candidate type and the SearchStrategy protocol."""
 
+import random
+
 import pytest
 
 import lossgen.search as search
@@ -7,6 +9,8 @@ from lossgen.formula import parse
 from lossgen.opset import EXTENDED_OPS, PAPER_OPS
 from lossgen.programs import Program
 from lossgen.search import Candidate, SearchStrategy, create, program_key
+from lossgen.search.base import canonical_from_steps
+from lossgen.search.random_search import sample_steps
 
 NAMES = ["rl", "evolution", "random"]
 
@@ -84,3 +88,16 @@ def test_seed_candidates_have_stable_ids():
     assert cand.id == f"seed-{program_key(mse)}"
     assert cand.strategy == "seed" and cand.metadata == {"source": "MSE"}
     assert Candidate.seed(mse) == cand  # metadata does not take part in equality
+
+
+def test_fast_canonicalisation_matches_program_canonical():
+    rng = random.Random(0)
+    ops = EXTENDED_OPS
+    for _ in range(5000):
+        steps = sample_steps(rng, ops, rng.randint(1, 7))
+        assert canonical_from_steps(steps) == Program(steps).canonical()
+    # Small op sets make repeated subtrees (and equal-operand copies) common.
+    few = (EXTENDED_OPS[0], EXTENDED_OPS[7])  # Add, Square
+    for _ in range(5000):
+        steps = sample_steps(rng, few, 7)
+        assert canonical_from_steps(steps) == Program(steps).canonical()
