@@ -29,47 +29,62 @@ def program_key(program: Program, canonical: bool = False) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def canonical_from_steps(steps) -> Program:
-    """`Program(steps).canonical()` for steps a strategy drew valid by construction, computed on
-    integer node ids instead of `Expr` trees (sampling is hot: this is about 3x faster).
+class Dag:
+    """Hash-consed loss DAG on integer node ids: equal ids <=> equal subtrees. Ids 0..2 are the
+    inputs y_hat, y, 1. `program` emits the canonical program of a node exactly as
+    `lossgen.programs.lower` does for the equivalent `Expr` tree (left-first post-order, each node
+    computed once and reused, except that a binary op whose operands would be the same slot gets
+    a fresh copy of its right operand, its children still shared), without building or hashing
+    trees: strategies canonicalise every candidate they propose, so this is their hot path.
+    Tests check equality with `Program.canonical` and `lower`."""
 
-    Each slot gets a hash-consed node id: equal ids <=> equal subtrees. Emission then follows
-    `lossgen.programs.lower` exactly: left-first post-order, a node computed once and reused,
-    except that a binary op whose operands would be the same slot gets a fresh copy of its
-    right operand (its children still shared). A test checks equality with `canonical()`."""
-    node_of: list[int] = [0, 1, 2]  # slot -> node id; ids 0..2 are the inputs themselves
-    children: list[tuple] = [(), (), ()]
-    ops: list[int] = [-1, -1, -1]
-    interned: dict[tuple, int] = {}
-    for op, a, b in steps:
-        kids = (node_of[a], node_of[b]) if op <= Op.MIN else (node_of[a],)
+    def __init__(self):
+        self.ops: list[int] = [-1] * N_INPUT_SLOTS
+        self.children: list[tuple[int, ...]] = [()] * N_INPUT_SLOTS
+        self._interned: dict[tuple[int, ...], int] = {}
+
+    def node(self, op: int, kids: tuple[int, ...]) -> int:
         key = (op,) + kids
-        node = interned.get(key)
-        if node is None:
-            node = interned[key] = len(ops)
-            ops.append(op)
-            children.append(kids)
-        node_of.append(node)
+        found = self._interned.get(key)
+        if found is None:
+            found = self._interned[key] = len(self.ops)
+            self.ops.append(op)
+            self.children.append(kids)
+        return found
 
-    out: list[tuple[int, int, int]] = []
-    slot_of: dict[int, int] = {}
+    def program(self, root: int) -> Program:
+        if root < N_INPUT_SLOTS:  # a bare input is not a program: Identity makes it one
+            root = self.node(int(Op.IDENTITY), (root,))
+        ops, children = self.ops, self.children
+        out: list[tuple[int, int, int]] = []
+        slot_of: dict[int, int] = {}
 
-    def emit(node: int, share: bool = True) -> int:
-        if node < N_INPUT_SLOTS:
-            return node
-        if share and node in slot_of:
-            return slot_of[node]
-        kids = [emit(k) for k in children[node]]
-        if len(kids) == 2 and kids[0] == kids[1]:
-            kids[1] = emit(children[node][1], share=False)
-            if kids[0] == kids[1]:
-                raise ValueError("a binary op over one input twice has equal operands")
-        out.append((ops[node], kids[0], kids[1] if len(kids) == 2 else 0))
-        slot_of.setdefault(node, N_INPUT_SLOTS + len(out) - 1)
-        return N_INPUT_SLOTS + len(out) - 1
+        def emit(node: int, share: bool = True) -> int:
+            if node < N_INPUT_SLOTS:
+                return node
+            if share and node in slot_of:
+                return slot_of[node]
+            kids = [emit(k) for k in children[node]]
+            if len(kids) == 2 and kids[0] == kids[1]:
+                kids[1] = emit(children[node][1], share=False)
+                if kids[0] == kids[1]:
+                    raise ValueError(f"{Op(ops[node]).pretty} of an input with itself has equal operands")
+            out.append((ops[node], kids[0], kids[1] if len(kids) == 2 else 0))
+            slot_of.setdefault(node, N_INPUT_SLOTS + len(out) - 1)
+            return N_INPUT_SLOTS + len(out) - 1
 
-    emit(node_of[-1])
-    return Program(out)
+        emit(root)
+        return Program(out)
+
+
+def canonical_from_steps(steps) -> Program:
+    """`Program(steps).canonical()` for steps a strategy drew valid by construction (not
+    re-validated; `Program` validates what comes out)."""
+    dag = Dag()
+    node_of = list(range(N_INPUT_SLOTS))  # slot -> node id
+    for op, a, b in steps:
+        node_of.append(dag.node(op, (node_of[a], node_of[b]) if op <= Op.MIN else (node_of[a],)))
+    return dag.program(node_of[-1])
 
 
 @dataclass(frozen=True)
@@ -131,8 +146,10 @@ def check_tell_args(candidates: Sequence[Candidate], rewards: Sequence[float]) -
 
 
 def check_program_fits(program: Program, ops: Sequence[Op], max_steps: int) -> None:
-    """A told program must be expressible by the strategy: known ops, within the step budget."""
-    program.validate(max_steps)
+    """A told program must be expressible by the strategy: known ops, within the step budget.
+    (A `Program` is validated when it is built and immutable, so its steps are not re-checked.)"""
+    if len(program) > max_steps:
+        raise ValueError(f"program {program} has {len(program)} steps, more than max_steps={max_steps}")
     foreign = program.ops() - set(ops)
     if foreign:
         names = ", ".join(sorted(op.pretty for op in foreign))

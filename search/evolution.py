@@ -35,9 +35,10 @@ from typing import Sequence
 from deap import base, creator, gp, tools
 
 from lossgen.opset import INPUT_NAMES, N_INPUT_SLOTS, Op
-from lossgen.programs import Expr, Program, lower
+from lossgen.programs import Expr, Program
 from lossgen.search.base import (
     Candidate,
+    Dag,
     StrategyConfig,
     check_n,
     check_program_fits,
@@ -121,8 +122,23 @@ def expr_to_tree(expr: Expr, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
     return getattr(creator, INDIVIDUAL_CLASS)(nodes)
 
 
+_CODE_BY_PRETTY = {op.pretty: int(op) for op in Op}
+
+
 def tree_to_program(tree: gp.PrimitiveTree) -> Program:
-    return lower(tree_to_expr(tree))
+    """``lower(tree_to_expr(tree))``, computed on a hash-consed DAG straight from the prefix
+    list (the hot path of breeding). Raises ValueError when the tree cannot be lowered."""
+    dag = Dag()
+    stack: list[int] = []
+    for node in reversed(tree):
+        if node.arity == 0:
+            stack.append(_SLOT_BY_NAME[node.name])
+        else:
+            kids = tuple(stack.pop() for _ in range(node.arity))
+            stack.append(dag.node(_CODE_BY_PRETTY[node.name], kids))
+    if len(stack) != 1:
+        raise ValueError(f"malformed tree {tree}")
+    return dag.program(stack[0])
 
 
 @dataclass

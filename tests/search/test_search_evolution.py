@@ -8,8 +8,8 @@ import pytest
 from deap import creator, gp
 
 from lossgen.formula import parse, to_infix
-from lossgen.opset import EXTENDED_OPS
-from lossgen.programs import Program
+from lossgen.opset import EXTENDED_OPS, Op
+from lossgen.programs import Program, lower
 from lossgen.search import create
 from lossgen.search import evolution
 from lossgen.search.evolution import expr_to_tree, make_primitive_set, tree_to_expr, tree_to_program
@@ -40,6 +40,18 @@ def test_tree_to_ir_to_infix_to_ir_round_trip():
         back = expr_to_tree(program.to_expr(), pset)
         assert [n.name for n in back] == [n.name for n in tree] or tree.height == 0
     assert lowered > 1500
+
+
+def test_fast_tree_lowering_equals_lower_of_the_expr():
+    pset = make_primitive_set((Op.ADD, Op.MUL, Op.NEG, Op.SQUARE))  # few ops: many repeats
+    for tree in random_trees(pset, 3000, seed=1) + random_trees(make_primitive_set(EXTENDED_OPS), 2000, seed=2):
+        try:
+            expected = lower(tree_to_expr(tree))
+        except ValueError:
+            with pytest.raises(ValueError):
+                tree_to_program(tree)
+            continue
+        assert tree_to_program(tree) == expected
 
 
 def test_known_tree_converts_directly():
