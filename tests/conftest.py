@@ -13,3 +13,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+# Property tests draw the same examples on every run (CI must not be flaky); set
+# HYPOTHESIS_PROFILE=explore locally to search fresh examples.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "ci"))
