@@ -61,15 +61,13 @@ from lossgen.search.base import (
 )
 
 @contextlib.contextmanager
-def _one_thread():
-    """The controller's tensors are tiny (batch x 32): intra-op threads add only synchronisation,
-    and when the CPU is shared they make sampling and updates 100x slower (workers spin-wait for
-    descheduled peers). ask and tell run on one thread and restore the caller's setting."""
+def _intra_op_threads(count: int):
+    """Run a block on `count` intra-op threads and restore the caller's setting afterwards."""
     threads = torch.get_num_threads()
-    if threads == 1:
+    if count <= 0 or count == threads:
         yield
         return
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -92,6 +90,10 @@ class RLConfig(StrategyConfig):
     baseline_decay: float = 0.99
     batch_size: int = 10
     l2: float = 1e-4
+    # Intra-op threads for ask and tell (0: leave torch's setting alone). The controller's tensors
+    # are tiny (batch x 32): extra threads only add synchronisation, and when the CPU is shared
+    # they make sampling and updates ~30x slower (workers spin-wait for descheduled peers).
+    threads: int = 1
 
     def check(self) -> None:
         super().check()
@@ -249,7 +251,7 @@ class RLController:
         n = check_n(n)
         if n == 0:
             return []
-        with _one_thread():
+        with _intra_op_threads(self.config.threads):
             actions, logp = self.controller.sample(n, self._binary, self._generator)
         raw = torch.stack([self._op_codes[actions[..., 0]], actions[..., 1], actions[..., 2]], -1)
         out = []
@@ -320,7 +322,7 @@ class RLController:
         self._buffer_actions.append(self.actions_for(candidates))
         self._buffer_rewards.extend(rewards)
         if len(self._buffer_rewards) >= self.config.batch_size:
-            with _one_thread():
+            with _intra_op_threads(self.config.threads):
                 self._update(torch.cat(self._buffer_actions), torch.tensor(self._buffer_rewards))
                 self._buffer_actions, self._buffer_rewards = [], []
 

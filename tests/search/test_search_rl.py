@@ -100,8 +100,18 @@ def test_tampered_decisions_fall_back_to_the_program():
     assert raw.canonical() == cand.program
 
 
-def test_one_thread_setting_is_restored():
-    threads = torch.get_num_threads()
-    strategy = create("rl", seed=0)
+@pytest.mark.parametrize("threads", [1, 2, 0])
+def test_thread_setting_is_restored(threads):
+    before = torch.get_num_threads()
+    seen = []
+    strategy = create("rl", {"threads": threads}, seed=0)
+    real = strategy.controller.log_prob
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return real(*args)
+
+    strategy.controller.log_prob = spy
     strategy.tell(strategy.ask(10), [1.0] * 10)
-    assert torch.get_num_threads() == threads
+    assert seen == [threads or before]
+    assert torch.get_num_threads() == before
