@@ -11,12 +11,14 @@ The scheme is (mu + lambda) with the pipeline owning the loop:
 - the first `population_size` asked candidates are ramped half-and-half trees (`genHalfAndHalf`);
 - after that, each asked candidate is an offspring of the told population: with probability
   `crossover_prob` one child of `cxOnePoint` on two tournament winners, else `mutUniform` of one;
-  both operators are wrapped in `gp.staticLimit` on tree height and on lowered step count, so a
-  child that needs more than max_steps steps, or cannot be lowered at all (e.g. ``y + y``: a
-  binary op over one input twice), is replaced by its parent; an offspring equal to a program in
-  the population or earlier in the same batch is redrawn (up to `max_retries` times);
+  both operators are wrapped in `gp.staticLimit` keyed on the lowered program's step count (which
+  also bounds the height), so a child that needs more than max_steps steps, or cannot be lowered
+  at all (e.g. ``y + y``: a binary op over one input twice), is replaced by its parent; an
+  offspring equal to a program in the population or earlier in the same batch is redrawn (up to
+  `max_retries` times); initial trees that do not fit are redrawn until they do;
 - `tell` merges the told candidates into the population and keeps the best `population_size`
-  distinct programs (the better reward wins when a program comes twice).
+  distinct programs (the better reward wins when a program comes twice). Lambda is simply what
+  the pipeline asks for between tells.
 
 DEAP's operators draw from the global `random` module. Each strategy owns a `random.Random`; the
 operators run inside `_private_random`, which swaps that state into the global generator and the
@@ -34,7 +36,7 @@ from typing import Sequence
 
 from deap import base, creator, gp, tools
 
-from lossgen.opset import INPUT_NAMES, N_INPUT_SLOTS, Op
+from lossgen.opset import N_INPUT_SLOTS, Op
 from lossgen.programs import Expr, Program
 from lossgen.search.base import (
     Candidate,

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lossgen.opset import N_INPUT_SLOTS
-from lossgen.programs import Program
 from lossgen.search.base import (
     Candidate,
     StrategyConfig,

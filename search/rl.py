@@ -48,7 +48,6 @@ import torch
 from torch import nn
 
 from lossgen.opset import N_INPUT_SLOTS, N_OPS, Op
-from lossgen.programs import Program
 from lossgen.search.base import (
     Candidate,
     StrategyConfig,

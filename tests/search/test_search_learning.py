@@ -44,7 +44,10 @@ def test_strategy_learns_clearly_above_random(name, seed, random_level):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["rl", "evolution"])
-def test_longer_runs_keep_improving(name):
+@pytest.mark.parametrize("name, level", [("rl", 0.45), ("evolution", 0.5)])
+def test_longer_runs_keep_improving(name, level):
+    # The controller's 1.5 tanh logit clip caps how peaked each choice can get (at most about
+    # 0.7 for one op of nine), so rl plateaus below a converged GP population.
     rounds = mean_rewards(name, 0, 1500)
-    assert statistics.mean(rounds[-100:]) > 0.5
+    assert statistics.mean(rounds[-100:]) > level
+    assert statistics.mean(rounds[-100:]) > statistics.mean(rounds[150:250])
