@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import time
 import torch
 
@@ -42,8 +41,9 @@ def make_problem(k: int, n: int, length: int, device: str, seed: int = 0):
 
 
 def seconds_per_call(fn, device: str, warmup: int = 3, min_time: float = 0.5, max_calls: int = 200) -> float:
-    """Median seconds per call after `warmup` calls (the first calls of a big allocation pattern
-    pay the kernel's page faulting, which is not what we compare)."""
+    """Fastest call after `warmup` calls, the same rule for every contender: the minimum is the
+    least disturbed by other processes and by the kernel's page faulting on fresh allocations
+    (timeit's advice)."""
     def timed() -> float:
         start = time.perf_counter()
         fn()
@@ -56,7 +56,7 @@ def seconds_per_call(fn, device: str, warmup: int = 3, min_time: float = 0.5, ma
     times: list[float] = []
     while sum(times) < min_time and len(times) < max_calls:
         times.append(timed())
-    return statistics.median(times)
+    return min(times)
 
 
 def measure(k: int, n: int, length: int, device: str, eager_candidates: int) -> dict:

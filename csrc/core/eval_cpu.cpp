@@ -97,16 +97,28 @@ void run_with_grad(const int32_t* program, int num_steps, const float* y_hat, co
   const BlockConstants& c = constants();
   const float* v[kMaxSlots] = {y_hat, y, c.ones};
   const float* d[kMaxSlots] = {c.ones, c.zeros, c.zeros};
+  // Slots computed from y and 1 alone have derivative exactly 0 (every op's forward-mode
+  // derivative is finite times zero): they get the value-only loop and share the zeros array.
+  bool varies[kMaxSlots] = {true, false, false};
   for (int t = 0; t < num_steps; ++t) {
     const int32_t* row = program + 3 * t;
     const int a = row[1];
     const int b = op_arity(row[0]) == 2 ? row[2] : a;  // unary ops ignore b
     const bool last = t == num_steps - 1;              // the last step writes the outputs directly
     float* vo = last ? values : slot_v[t];
-    float* dout = last ? grads : slot_d[t];
-    dispatch_with_grad<Mode>(row[0], v[a], d[a], v[b], d[b], vo, dout, n);
+    varies[kInputSlots + t] = varies[a] || varies[b];
+    if (varies[kInputSlots + t]) {
+      float* dout = last ? grads : slot_d[t];
+      dispatch_with_grad<Mode>(row[0], v[a], d[a], v[b], d[b], vo, dout, n);
+      d[kInputSlots + t] = dout;
+    } else {
+      dispatch_value<Mode>(row[0], v[a], v[b], vo, n);
+      if (last) {
+        for (int i = 0; i < n; ++i) grads[i] = 0.0f;
+      }
+      d[kInputSlots + t] = c.zeros;
+    }
     v[kInputSlots + t] = vo;
-    d[kInputSlots + t] = dout;
   }
 }
 
