@@ -12,8 +12,10 @@ state that has just read all of step t's decisions; a score is v . tanh(K key + 
 like the op logits. The LSTM input after a decision is that decision's embedding (op embedding or
 slot embedding; a learned "no operand" vector after a unary op). Inputs depend only on the
 decisions, never on earlier outputs, so the log-probability of a known program is one
-teacher-forced `nn.LSTM` call over the whole sequence; sampling runs the same modules position
-by position, batched over the n programs of `ask(n)`.
+teacher-forced `nn.LSTM` call over the whole sequence; sampling runs the same weights position
+by position (`torch.lstm_cell`), batched over the n programs of `ask(n)`. Both run on one
+intra-op thread by default (`RLConfig.threads`): the tensors are tiny, and on a shared CPU
+multi-threaded small ops slow down about 30x.
 
 Program length: the controller always makes `max_steps` steps (the paper's variable set of
 3 + 7 slots) and the candidate is the canonical program of the last slot: steps the last slot
