@@ -42,7 +42,13 @@ def _libmvec_available() -> bool:
 
 
 def _extension():
-    sources = ["csrc/ops.cpp", "csrc/core/program_check.cpp", "csrc/core/eval_cpu.cpp"]
+    sources = [
+        "csrc/ops.cpp",
+        "csrc/ops_mf.cpp",
+        "csrc/core/program_check.cpp",
+        "csrc/core/eval_cpu.cpp",
+        "csrc/core/mf_step.cpp",
+    ]
     # -ffp-contract=off: no fused multiply-adds, so results round like PyTorch's reference.
     # -fno-trapping-math: lets the compiler turn branches over float ops into vector selects
     # (it only assumes no FP exception traps are enabled; results are unchanged).

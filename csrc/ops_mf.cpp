@@ -1,0 +1,159 @@
+// The fused training epoch of a population of biased MF models (CPU), registered as
+// torch.ops.lossgen.mf_sgd_epoch / mf_predict. Each candidate's tables are its own, so candidates
+// run in parallel without ever writing the same rows.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <cmath>
+
+#include "core/eval_cpu.h"
+#include "core/mf_step.h"
+#include "core/program_check.h"
+#include "named_losses.h"
+#include "op_math.h"
+
+namespace lossgen {
+namespace {
+
+struct Tables {
+  int64_t k, users, items, dim;
+};
+
+Tables check_tables(const at::Tensor& user_emb, const at::Tensor& item_emb, const at::Tensor& user_bias,
+                    const at::Tensor& item_bias, const at::Tensor& global_bias, const at::Tensor& scale) {
+  for (const at::Tensor* t : {&user_emb, &item_emb, &user_bias, &item_bias, &global_bias}) {
+    TORCH_CHECK_VALUE(t->scalar_type() == at::kFloat && t->is_contiguous() && t->device().is_cpu(),
+                      "MF parameters must be contiguous float32 CPU tensors");
+  }
+  TORCH_CHECK_VALUE(scale.scalar_type() == at::kDouble && scale.is_contiguous(), "scale must be contiguous float64");
+  TORCH_CHECK_VALUE(user_emb.dim() == 3 && item_emb.dim() == 3, "embeddings must be [K, rows, dim]");
+  const Tables t{user_emb.size(0), user_emb.size(1), item_emb.size(1), user_emb.size(2)};
+  TORCH_CHECK_VALUE(item_emb.size(0) == t.k && item_emb.size(2) == t.dim, "item embeddings must be [K, I, dim]");
+  TORCH_CHECK_VALUE(user_bias.sizes() == at::IntArrayRef({t.k, t.users}), "user_bias must be [K, U]");
+  TORCH_CHECK_VALUE(item_bias.sizes() == at::IntArrayRef({t.k, t.items}), "item_bias must be [K, I]");
+  TORCH_CHECK_VALUE(global_bias.sizes() == at::IntArrayRef({t.k}) && scale.sizes() == at::IntArrayRef({t.k}),
+                    "global_bias and scale must be [K]");
+  TORCH_CHECK_VALUE(t.dim <= 512, "embedding dim ", t.dim, " > 512");
+  return t;
+}
+
+void check_ids(const at::Tensor& ids, int64_t limit, const char* name) {
+  TORCH_CHECK_VALUE(ids.scalar_type() == at::kLong && ids.dim() == 1 && ids.is_contiguous(), name,
+                    " must be a contiguous int64 [B] tensor");
+  if (ids.numel() == 0) return;
+  const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  TORCH_CHECK_VALUE(lo >= 0 && hi < limit, name, " out of range: ids must be in [0, ", limit, "), got [", lo, ", ",
+                    hi, "]");
+}
+
+mf::Params params_of(int64_t k, const Tables& t, at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor& user_bias,
+                     at::Tensor& item_bias, at::Tensor& global_bias, at::Tensor& scale) {
+  return {user_emb.data_ptr<float>() + k * t.users * t.dim,
+          item_emb.data_ptr<float>() + k * t.items * t.dim,
+          user_bias.data_ptr<float>() + k * t.users,
+          item_bias.data_ptr<float>() + k * t.items,
+          global_bias.data_ptr<float>() + k,
+          scale.data_ptr<double>() + k,
+          t.users,
+          t.items,
+          t.dim};
+}
+
+// SGD over the examples in the given order, in batches of batch_size: each candidate runs its
+// whole sequence of steps on one thread, so its tables stay in that core's cache.
+at::Tensor mf_sgd_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor& user_bias, at::Tensor& item_bias,
+                        at::Tensor& global_bias, at::Tensor& scale, const at::Tensor& programs,
+                        const at::Tensor& loss_kind, const at::Tensor& loss_eps, const at::Tensor& users,
+                        const at::Tensor& items, const at::Tensor& labels, int64_t batch_size, double lr, double l2,
+                        int64_t clamp) {
+  const Tables t = check_tables(user_emb, item_emb, user_bias, item_bias, global_bias, scale);
+  TORCH_CHECK_VALUE(programs.scalar_type() == at::kInt && programs.dim() == 3 && programs.size(0) == t.k &&
+                        programs.size(2) == 3 && programs.size(1) >= 1 && programs.size(1) <= kMaxSteps,
+                    "programs must be int32 [K, L, 3] with 1 <= L <= ", kMaxSteps);
+  const at::Tensor prog = programs.contiguous();
+  const std::string problem = check_programs(prog.data_ptr<int32_t>(), prog.size(0), prog.size(1));
+  TORCH_CHECK_VALUE(problem.empty(), problem);
+  TORCH_CHECK_VALUE(loss_kind.scalar_type() == at::kInt && loss_kind.sizes() == at::IntArrayRef({t.k}),
+                    "loss_kind must be int32 [K]");
+  TORCH_CHECK_VALUE(loss_eps.scalar_type() == at::kFloat && loss_eps.sizes() == at::IntArrayRef({t.k}),
+                    "loss_eps must be float32 [K]");
+  const at::Tensor kinds = loss_kind.contiguous(), eps = loss_eps.contiguous();
+  for (int64_t k = 0; k < t.k; ++k) {
+    const int kind = kinds.data_ptr<int32_t>()[k];
+    TORCH_CHECK_VALUE(kind >= 0 && kind < kNumLossKinds, "loss kind ", kind, " out of range");
+  }
+  check_ids(users, t.users, "users");
+  check_ids(items, t.items, "items");
+  TORCH_CHECK_VALUE(labels.scalar_type() == at::kFloat && labels.dim() == 1 && labels.is_contiguous() &&
+                        labels.numel() == users.numel() && items.numel() == users.numel(),
+                    "users, items and labels must be [B] with the same B");
+  const int64_t n = users.numel();
+  TORCH_CHECK_VALUE(n >= 1, "no training examples");
+  TORCH_CHECK_VALUE(batch_size >= 1 && batch_size <= cpu::kBlock, "batch size must be in 1..", cpu::kBlock, ", got ",
+                    batch_size);
+  TORCH_CHECK_VALUE(clamp >= 0 && clamp < kNumClampModes, "clamp mode ", clamp, " out of range");
+  TORCH_CHECK_VALUE(at::isfinite(labels).all().item<bool>(), "labels contain NaN or inf");
+
+  at::Tensor losses = at::empty({t.k}, labels.options().dtype(at::kDouble));
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, t.k, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const mf::Params p = params_of(k, t, user_emb, item_emb, user_bias, item_bias, global_bias, scale);
+      const mf::Loss loss{kinds.data_ptr<int32_t>()[k], eps.data_ptr<float>()[k],
+                          prog.data_ptr<int32_t>() + k * prog.size(1) * 3, static_cast<int>(prog.size(1)),
+                          static_cast<int>(clamp)};
+      const double value = mf::sgd_epoch(p, loss, users.data_ptr<int64_t>(), items.data_ptr<int64_t>(),
+                                         labels.data_ptr<float>(), n, static_cast<int>(batch_size),
+                                         static_cast<float>(lr), static_cast<float>(l2));
+      losses.data_ptr<double>()[k] = value;
+      if (std::isnan(value)) bad = true;
+    }
+  });
+  TORCH_CHECK_VALUE(!bad, "model predictions became NaN or inf (diverged training)");
+  return losses;
+}
+
+at::Tensor mf_predict(const at::Tensor& user_emb, const at::Tensor& item_emb, const at::Tensor& user_bias,
+                      const at::Tensor& item_bias, const at::Tensor& global_bias, const at::Tensor& scale,
+                      const at::Tensor& users, const at::Tensor& items) {
+  const Tables t = check_tables(user_emb, item_emb, user_bias, item_bias, global_bias, scale);
+  check_ids(users, t.users, "users");
+  check_ids(items, t.items, "items");
+  TORCH_CHECK_VALUE(items.numel() == users.numel(), "users and items must have the same length");
+  const int64_t n = users.numel();
+  at::Tensor scores = at::empty({t.k, n}, user_emb.options());
+  // const_cast: params_of wants mutable tensors, predict only reads them.
+  auto& ue = const_cast<at::Tensor&>(user_emb);
+  auto& ie = const_cast<at::Tensor&>(item_emb);
+  auto& ub = const_cast<at::Tensor&>(user_bias);
+  auto& ib = const_cast<at::Tensor&>(item_bias);
+  auto& gb = const_cast<at::Tensor&>(global_bias);
+  auto& sc = const_cast<at::Tensor&>(scale);
+  at::parallel_for(0, t.k, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const mf::Params p = params_of(k, t, ue, ie, ub, ib, gb, sc);
+      mf::predict(p, users.data_ptr<int64_t>(), items.data_ptr<int64_t>(), n, scores.data_ptr<float>() + k * n);
+    }
+  });
+  return scores;
+}
+
+}  // namespace
+}  // namespace lossgen
+
+TORCH_LIBRARY_FRAGMENT(lossgen, m) {
+  m.def(
+      "mf_sgd_epoch(Tensor(a!) user_emb, Tensor(b!) item_emb, Tensor(c!) user_bias, Tensor(d!) item_bias, "
+      "Tensor(e!) global_bias, Tensor(f!) scale, Tensor programs, Tensor loss_kind, Tensor loss_eps, Tensor users, "
+      "Tensor items, Tensor labels, int batch_size, float lr, float l2, int clamp) -> Tensor");
+  m.def(
+      "mf_predict(Tensor user_emb, Tensor item_emb, Tensor user_bias, Tensor item_bias, Tensor global_bias, "
+      "Tensor scale, Tensor users, Tensor items) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(lossgen, CPU, m) {
+  m.impl("mf_sgd_epoch", &lossgen::mf_sgd_epoch);
+  m.impl("mf_predict", &lossgen::mf_predict);
+}
