@@ -17,6 +17,10 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lossgen: automatic loss-function discovery.")
 kernels_app = typer.Typer(no_args_is_help=True, help="The compiled loss-program kernels.")
 app.add_typer(kernels_app, name="kernels")
+from lossgen.cli_data import data_app  # noqa: E402  (the `data` commands live in cli_data.py)
+app.add_typer(data_app, name="data")
+from lossgen.cli_evaluate import evaluate  # noqa: E402  (Phase III lives in cli_evaluate.py)
+app.command()(evaluate)
 console = Console()
 
 # The paper's losses (Table 4) with smoothing e = 1, the constant terminal.
@@ -31,7 +35,7 @@ PAPER_LOSSES = {
 
 def fail(message: str) -> None:
     """Print a one-line error and exit with status 2."""
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {' '.join(str(message).split())}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

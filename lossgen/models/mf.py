@@ -87,6 +87,11 @@ class MFPopulation:
         idx = torch.as_tensor(list(index), dtype=torch.long)
         return MFPopulation(*(t.index_select(0, idx).contiguous() for t in self._tensors()))
 
+    def copy_candidate(self, index: int, source: "MFPopulation", source_index: int) -> None:
+        """Overwrite candidate `index` with candidate `source_index` of `source`."""
+        for dst, src in zip(self._tensors(), source._tensors()):
+            dst[index].copy_(src[source_index])
+
     def true_parameters(self) -> dict[str, torch.Tensor]:
         s = self.scale.to(torch.float32)
         return {

@@ -1,0 +1,1 @@
+"""The three phases of the pipeline: search, validation check, effectiveness test."""
