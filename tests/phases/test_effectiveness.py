@@ -1,0 +1,72 @@
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lossgen.cli import app
+from lossgen.data import load
+from lossgen.formula import parse
+from lossgen.losses import from_program, named
+from lossgen.phases.effectiveness import EffectivenessConfig, Run, _should_stop, run_effectiveness
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load("synthetic:users=120,items=150,seed=3", cache_enabled=False)
+
+
+def test_stop_rule():
+    config = EffectivenessConfig(patience=3, stale=5, max_epochs=100)
+    run = Run(named("BCE"), 0)
+    run.history = [0.5, 0.6, 0.59, 0.58, 0.57]  # three consecutive drops
+    run.epochs, run.best_epoch = 5, 1
+    assert _should_stop(run, config)
+    run.history = [0.5, 0.6, 0.59, 0.595, 0.57]
+    assert not _should_stop(run, config)
+    run.epochs, run.best_epoch = 8, 1  # best 6 epochs ago > stale
+    assert _should_stop(run, config)
+    run.epochs, run.best_epoch = 100, 99
+    assert _should_stop(run, config)  # epoch cap
+
+
+def test_effectiveness_selects_on_validation_and_reads_test_once(data):
+    config = EffectivenessConfig(seeds=(0, 1), max_epochs=8, eps_grid=(1.0, 1e-3), bootstrap=200)
+    specs = [named("BCE"), named("MSE"), named("MaxR"), from_program(parse("(y_hat - y)^2"), "symmetric")]
+    before = data.test_reads
+    result = run_effectiveness(data, specs, config)
+    assert data.test_reads == before + 1
+    assert result.runs == 2 * (1 + 1 + 2 + 1)
+    assert [r.spec.name for r in result.losses] == [s.name for s in specs]
+    maxr = result.losses[2]
+    assert maxr.spec.eps in (1.0, 1e-3)
+    assert all(len(r.test["auc"]) == 2 for r in result.losses)
+    assert result.reference in ("BCE", "MSE")
+    others = [r for r in result.losses if r.spec.name != result.reference]
+    assert all(r.vs_reference is not None and 0 <= r.vs_reference["p_value"] <= 1 for r in others)
+    # the symmetric-clamp program (y_hat - y)^2 is MSE: same training, same test numbers
+    mse, program = result.losses[1], result.losses[3]
+    assert program.test["auc"] == pytest.approx(mse.test["auc"], abs=1e-5)
+
+
+def test_evaluate_cli_writes_reports(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", "--dataset", "synthetic:users=80,items=100,seed=1", "--losses", "BCE,SumR",
+                                 "--seeds", "1", "--max-epochs", "3", "--out", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads((tmp_path / "effectiveness.json").read_text())
+    assert [l["name"] for l in body["losses"]] == ["BCE", "SumR"]
+    assert (tmp_path / "effectiveness.md").read_text().startswith("| loss |")
+    assert "BCE" in (tmp_path / "effectiveness.csv").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "mlp"], "unknown --model 'mlp'"),
+    (["--losses", "BCE,Cosine"], "unknown loss 'Cosine'"),
+    (["--loss", "y_hat +"], "unexpected end of formula"),
+    (["--format", "xml"], "unknown --format 'xml'"),
+])
+def test_evaluate_user_errors(args, message):
+    result = CliRunner().invoke(app, ["evaluate", "--dataset", "synthetic:users=50,items=60"] + args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
