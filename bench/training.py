@@ -1,0 +1,87 @@
+"""Training throughput: candidate-epochs per second on ML-100K (one epoch of SGD over the whole
+train split plus the validation AUC, per candidate), in one run:
+
+  population  lossgen's fused MF population trainer at K = 1, 10, 64 (mixed losses)
+  baseline    a plain PyTorch per-candidate loop written the usual way: nn.Module, autograd,
+              torch.optim.SGD with dense weight decay (lossgen/models/torch_mf.py)
+
+    python bench/training.py [--data-dir ../shared/data] [--quick]
+
+Writes bench/results/training.json and prints the table. Targets on the 2-core dev machine:
+MF >= 50 candidate-epochs/s at K = 64 and >= 20x the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from bench_env import environment, results_path
+from lossgen.data import load
+from lossgen.formula import parse
+from lossgen.losses import from_program, named
+from lossgen.metrics import auc
+from lossgen.models.mf import LossTable, MFPopulation
+from lossgen.models.torch_mf import TorchBiasedMF, train_torch_mf
+from lossgen.train import TrainConfig, train_epoch
+
+LOSSES = [named("BCE"), named("MSE"), named("MaxR", 1e-3), from_program(parse("max(y_hat, y) * (1 / (y_hat + 1))"))]
+
+
+def population_rate(data, k: int, repeats: int) -> float:
+    specs = [LOSSES[i % len(LOSSES)] for i in range(k)]
+    model = MFPopulation.init(data.n_users, data.n_items, list(range(k)))
+    table = LossTable.build(specs)
+    config, gen = TrainConfig(), torch.Generator().manual_seed(0)
+    tr, val = data.train, data.validation
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        train_epoch(model, table, tr.users, tr.items, tr.labels, config, gen)
+        auc(model.predict(val.users, val.items), val.labels)
+        best = min(best, time.perf_counter() - start)
+    return k / best
+
+
+def baseline_rate(data, candidates: int) -> float:
+    config, tr, val = TrainConfig(), data.train, data.validation
+    start = time.perf_counter()
+    for k in range(candidates):
+        model = TorchBiasedMF(data.n_users, data.n_items, seed=k)
+        order = torch.randperm(len(tr), generator=torch.Generator().manual_seed(k))
+        train_torch_mf(model, LOSSES[k % len(LOSSES)], tr.users[order], tr.items[order], tr.labels[order],
+                       config.batch_size, config.lr, config.l2)
+        with torch.no_grad():
+            auc(torch.sigmoid(model(val.users, val.items)), val.labels)
+    return candidates / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    data = load("ml-100k", args.data_dir)
+    repeats = 2 if args.quick else 3
+    rows = [{"trainer": "baseline (per candidate)", "K": 1, "rate": baseline_rate(data, 2 if args.quick else 4)}]
+    for k in (1, 10, 64):
+        rows.append({"trainer": "population (fused)", "K": k, "rate": population_rate(data, k, repeats)})
+    base = rows[0]["rate"]
+    print(f"MF on ML-100K ({len(data.train):,} train examples): candidate-epochs/s incl. validation AUC")
+    print(f"{'trainer':<26} {'K':>4} {'cand-epochs/s':>14} {'x baseline':>11}")
+    for r in rows:
+        r["vs_baseline"] = r["rate"] / base
+        print(f"{r['trainer']:<26} {r['K']:>4} {r['rate']:>14.1f} {r['vs_baseline']:>11.1f}")
+    k64 = rows[-1]
+    print(f"\ntargets: >= 50 candidate-epochs/s at K=64: {k64['rate']:.1f} {'OK' if k64['rate'] >= 50 else 'MISSED'}; "
+          f">= 20x baseline: {k64['vs_baseline']:.1f}x {'OK' if k64['vs_baseline'] >= 20 else 'MISSED'}")
+    out = results_path("training.json")
+    out.write_text(json.dumps({"environment": environment(), "results": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
