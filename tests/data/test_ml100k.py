@@ -1,7 +1,6 @@
 """MovieLens 100K (read through LOSSGEN_DATA_DIR; skipped when absent): the paper's Table 3."""
 
 import numpy as np
-import pytest
 import torch
 from typer.testing import CliRunner
 
