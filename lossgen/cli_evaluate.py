@@ -16,7 +16,7 @@ console = Console()
 def evaluate(
     dataset: str = typer.Option("synthetic", help="ml-100k, synthetic[:...], a split directory or a ratings CSV."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding ml-100k/u.data."),
-    model: str = typer.Option("mf", help="Recommender: mf (biased MF, the paper's)."),
+    model: str = typer.Option("mf", help="Recommender: mf (biased MF) or mlp (the paper's MLP)."),
     losses: str = typer.Option("BCE,MSE,Hinge,Focal,MaxR,SumR,LogMin", help="Comma-separated named losses."),
     loss: list[str] = typer.Option([], "--loss", help='A loss formula, e.g. "max(y_hat, y) * (1 / (y_hat + 1))"; repeatable.'),
     clamp: str = typer.Option("paper", help="Clamp mode of formula losses: paper, official or symmetric."),
@@ -35,10 +35,10 @@ def evaluate(
     from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
     from lossgen import report
 
-    if model != "mf":
-        fail(f"unknown --model {model!r}: this release trains mf (the MLP recommender is not built yet)")
+    if model not in ("mf", "mlp"):
+        fail(f"unknown --model {model!r}; choose mf or mlp")
     if device != "cpu":
-        fail(f"--device {device!r}: the fused MF trainer runs on cpu only for now")
+        fail(f"--device {device!r}: the population trainers run on cpu only for now")
     if fmt not in ("table", "csv", "json"):
         fail(f"unknown --format {fmt!r}; choose table, csv or json")
     if task not in ("classification", "regression"):
@@ -53,7 +53,7 @@ def evaluate(
         fail(" ".join(str(err).split()))
     if not specs:
         fail("no losses given (--losses or --loss)")
-    config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task)
+    config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task, model=model)
     start = time.perf_counter()
     with Progress(console=console, transient=True) as bar:
         job = bar.add_task("training", total=max_epochs)

@@ -26,7 +26,7 @@ import torch
 from lossgen.data.dataset import Dataset, Split
 from lossgen.losses import BASELINES, LossSpec
 from lossgen.metrics import TASK_METRICS, Metrics, metric_for_task
-from lossgen.models.mf import LossTable, MFPopulation
+from lossgen.models import create_population
 from lossgen.train import TrainConfig, train_epoch
 
 EPSILON_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
@@ -40,6 +40,7 @@ class EffectivenessConfig:
     patience: int = 10  # stop after this many consecutive worse epochs
     stale: int = 50  # stop when the best epoch is more than this many epochs ago
     task: str = "classification"
+    model: str = "mf"
     dim: int = 64
     train: TrainConfig = TrainConfig()
     bootstrap: int = 2000
@@ -103,13 +104,13 @@ def _should_stop(run: Run, config: EffectivenessConfig) -> bool:
 
 
 def train_to_convergence(dataset: Dataset, runs: list[Run], config: EffectivenessConfig,
-                         progress: Callable[[int, int], None] | None = None) -> MFPopulation:
+                         progress: Callable[[int, int], None] | None = None):
     """Train all runs as one population until each stops; returns their best-epoch parameters."""
     metric = metric_for_task(config.task)
     train, val = dataset.train, dataset.validation
-    model = MFPopulation.init(dataset.n_users, dataset.n_items, [r.seed for r in runs], config.dim)
+    model = create_population(config.model, dataset.n_users, dataset.n_items, [r.seed for r in runs], config.dim)
     best = model.select(range(len(runs)))
-    losses = LossTable.build([r.spec for r in runs])
+    losses = [r.spec for r in runs]
     order_gen = torch.Generator().manual_seed(min(config.seeds) if config.seeds else 0)
     active = list(range(len(runs)))
     epoch = 0
@@ -134,7 +135,7 @@ def train_to_convergence(dataset: Dataset, runs: list[Run], config: Effectivenes
             progress(epoch, len(still))
         if len(still) < len(active):  # shrink the population to the runs still training
             model = model.select(still)
-            losses = LossTable(losses.programs[still], losses.kinds[still], losses.eps[still], losses.clamp)
+            losses = [losses[s] for s in still]
             active = [active[s] for s in still]
     return best
 

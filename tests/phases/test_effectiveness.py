@@ -61,7 +61,7 @@ def test_evaluate_cli_writes_reports(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "mlp"], "unknown --model 'mlp'"),
+    (["--model", "gnn"], "unknown --model 'gnn'"),
     (["--losses", "BCE,Cosine"], "unknown loss 'Cosine'"),
     (["--loss", "y_hat +"], "unexpected end of formula"),
     (["--format", "xml"], "unknown --format 'xml'"),
@@ -70,3 +70,9 @@ def test_evaluate_user_errors(args, message):
     result = CliRunner().invoke(app, ["evaluate", "--dataset", "synthetic:users=50,items=60"] + args)
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_effectiveness_with_the_mlp(data):
+    config = EffectivenessConfig(seeds=(0,), max_epochs=2, eps_grid=(1e-3,), model="mlp", bootstrap=100)
+    result = run_effectiveness(data, [named("BCE"), named("SumR")], config)
+    assert [len(r.test["auc"]) for r in result.losses] == [1, 1]
