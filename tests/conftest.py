@@ -1,9 +1,7 @@
-"""Shared fixtures: the devices the kernel tests run on (CUDA only where available)."""
+"""Test-wide settings: CUDA-marked tests skip without a device; deterministic hypothesis."""
 
 import pytest
 import torch
-
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -12,7 +12,7 @@ from lossgen.formula import parse
 from lossgen.opset import PAPER_OPS, Op
 from lossgen.programs import Program, batch
 from lossgen.verify import compare, fuzz
-from conftest import DEVICES
+from devices import DEVICES
 from strategies import point_pairs, programs
 
 CLAMPS = ["paper", "official", "symmetric"]

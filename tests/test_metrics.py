@@ -16,7 +16,7 @@ from sklearn.metrics import (
 )
 
 from lossgen import metrics as M
-from conftest import DEVICES
+from devices import DEVICES
 
 TOL = 1e-6
 
