@@ -112,6 +112,33 @@ def formula(
         console.print(f"  s{t + 3} = {Op(op).pretty}({operands})", highlight=False)
 
 
+@app.command()
+def check(
+    loss: list[str] = typer.Option(..., "--loss", help="A loss formula; repeatable."),
+    clamp: str = typer.Option("paper", help="Clamp mode the losses are trained with."),
+    threshold: float = typer.Option(0.9, help="Pass at a positive rate at or above this."),
+    pairs: int = typer.Option(2000, help="Synthesized (y_hat, y) pairs."),
+) -> None:
+    """Phase II, the validation check: the share of synthesized pairs where each loss's gradient
+    has the right sign (>= 0 for y = 0, <= 0 for y = 1). Exit 1 if any loss fails."""
+    from lossgen.formula import parse
+    from lossgen.phases.check import validation_check
+
+    try:
+        programs = [parse(text) for text in loss]
+        result = validation_check(programs, clamp, threshold, pairs)
+    except ValueError as err:
+        fail(str(err))
+    table = Table(title=f"Validation check ({pairs:,} pairs, clamp={clamp}, pass at >= {threshold:g})")
+    for col in ("loss", "positive rate", "result"):
+        table.add_column(col)
+    for program, rate, ok in zip(programs, result.rates, result.passed):
+        table.add_row(str(program), f"{rate:.4f}", "pass" if ok else "fail")
+    console.print(table)
+    if not all(result.passed):
+        raise typer.Exit(1)
+
+
 @kernels_app.command("verify")
 def kernels_verify(
     programs: int = typer.Option(10_000, help="Random programs to check."),

@@ -1,0 +1,63 @@
+"""Phase II, the validation check (paper §4.2, Table 8; DESIGN.md "The three phases").
+
+A loss is sensible when it pushes predictions the right way: its derivative with respect to y_hat
+is >= 0 where y = 0 (a larger prediction costs more) and <= 0 where y = 1. The check synthesizes
+2,000 (y_hat, y) pairs, y_hat uniform in [0, 1] and y in {0, 1}, takes the exact derivatives from
+the compiled kernels on the very function that was trained (same clamp mode), and reports the
+positive rate: the share of pairs whose derivative has the right sign. A candidate passes at a
+rate >= 0.9.
+
+The pairs are drawn once from a fixed seed (half y = 0, half y = 1), so every candidate and every
+run is judged on the same points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from lossgen import kernels
+from lossgen.programs import Program, batch
+
+DEFAULT_PAIRS = 2000
+DEFAULT_THRESHOLD = 0.9
+DEFAULT_SEED = 20220711  # SIGIR'22
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    rates: list[float]  # positive rate per candidate
+    passed: list[bool]
+    threshold: float
+    pairs: int
+
+
+def synthesized_pairs(n: int = DEFAULT_PAIRS, seed: int = DEFAULT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """n pairs: y_hat uniform in [0, 1], y = 0 for the first half and 1 for the second."""
+    if n < 2:
+        raise ValueError(f"the validation check needs at least 2 pairs, got {n}")
+    gen = torch.Generator().manual_seed(seed)
+    y_hat = torch.rand(n, generator=gen)
+    y = torch.zeros(n)
+    y[n // 2 :] = 1.0
+    return y_hat, y
+
+
+def positive_rates(programs: Sequence[Program] | torch.Tensor, clamp="paper", pairs: int = DEFAULT_PAIRS,
+                   seed: int = DEFAULT_SEED) -> torch.Tensor:
+    """Share of pairs whose d loss / d y_hat has the right sign, per candidate (float64 [K])."""
+    prog = programs if isinstance(programs, torch.Tensor) else batch(list(programs))
+    y_hat, y = synthesized_pairs(pairs, seed)
+    _, grads = kernels.evaluate(prog, y_hat, y, clamp)
+    right = torch.where(y == 0, grads >= 0, grads <= 0)
+    return right.double().mean(dim=1)
+
+
+def validation_check(programs: Sequence[Program] | torch.Tensor, clamp="paper", threshold: float = DEFAULT_THRESHOLD,
+                     pairs: int = DEFAULT_PAIRS, seed: int = DEFAULT_SEED) -> CheckResult:
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    rates = positive_rates(programs, clamp, pairs, seed).tolist()
+    return CheckResult(rates, [r >= threshold for r in rates], threshold, pairs)
