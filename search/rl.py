@@ -13,9 +13,10 @@ like the op logits. The LSTM input after a decision is that decision's embedding
 slot embedding; a learned "no operand" vector after a unary op). Inputs depend only on the
 decisions, never on earlier outputs, so the log-probability of a known program is one
 teacher-forced `nn.LSTM` call over the whole sequence; sampling runs the same weights position
-by position (`torch.lstm_cell`), batched over the n programs of `ask(n)`. Both run on one
-intra-op thread by default (`RLConfig.threads`): the tensors are tiny, and on a shared CPU
-multi-threaded small ops slow down about 30x.
+by position (`torch.lstm_cell`), batched over the n programs of `ask(n)`, with Gumbel-max draws
+(the noise for all decisions drawn at once). Both run on one intra-op thread by default
+(`RLConfig.threads`): the tensors are tiny, and on a shared CPU multi-threaded small ops slow
+down about 30x. A `tell` of exactly the last `ask`'s candidates reuses the sampler's action tensor.
 
 Program length: the controller always makes `max_steps` steps (the paper's variable set of
 3 + 7 slots) and the candidate is the canonical program of the last slot: steps the last slot
@@ -75,6 +76,27 @@ def _intra_op_threads(count: int):
         torch.set_num_threads(threads)
 
 
+# Batch from which `log_prob` runs nn.LSTM on ATen's native CPU kernels rather than oneDNN's.
+# Teacher forcing 21 steps of 32 hidden units (forward + backward, one thread): oneDNN costs
+# ~0.1 ms per sequence, native ~5 ms fixed (one autograd node per step) plus ~0.065 ms per
+# sequence; they cross near 128 (n = 256: 21 vs 26 ms).
+NATIVE_RNN_MIN_BATCH = 128
+
+
+@contextlib.contextmanager
+def _native_rnn(active: bool):
+    """Within the block, nn.LSTM uses ATen's native kernels instead of oneDNN's (if `active`)."""
+    enabled = torch._C._get_mkldnn_enabled()
+    if not active or not enabled:
+        yield
+        return
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        yield
+    finally:
+        torch._C._set_mkldnn_enabled(enabled)
+
+
 _MASKED = -1e9  # finite, so that p log p of a masked choice is exactly 0 (not NaN)
 
 
@@ -128,10 +150,20 @@ class Controller(nn.Module):
     def _clip(self, logits: torch.Tensor) -> torch.Tensor:
         return self.logit_clip * torch.tanh(logits)
 
+    def _keys(self, anchors: torch.Tensor) -> torch.Tensor:
+        """Attention keys of anchors [..., H], pre-doubled for `_attend`."""
+        return 2 * self.w_key(anchors)
+
     def _attend(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """keys [B, S, H] (already projected), query [..., B, H] -> clipped scores [..., B, S]."""
-        q = self.w_query(query).unsqueeze(-2)
-        return self._clip(self.v(torch.tanh(keys + q)).squeeze(-1))
+        """keys [B, S, H] (from `_keys`), query [..., B, H] -> clipped scores [..., B, S].
+
+        The score v . tanh(K key + Q h) is computed as 2 v . sigmoid(2 (K key + Q h)) - sum(v)
+        (tanh x = 2 sigmoid(2x) - 1): the [..., B, S, H] activation is the biggest elementwise
+        op of both sampling and teacher forcing, and on CPU tanh costs ~3x a sigmoid. The
+        doublings fall on the small key and query tensors."""
+        q = 2 * self.w_query(query).unsqueeze(-2)
+        v = self.v.weight.squeeze(0)
+        return self._clip(2 * (torch.sigmoid(keys + q) @ v) - v.sum())
 
     def log_prob(self, actions: torch.Tensor, binary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing. actions long [B, L, 3] (op action index, a, b), binary bool [B, L]
@@ -141,12 +173,13 @@ class Controller(nn.Module):
         after_b = torch.where(binary.unsqueeze(-1), self.slot_embed(b), self.no_operand)
         x = torch.stack([self.op_embed(op), self.slot_embed(a), after_b], dim=1)  # [B, L, 3, H]
         x = torch.cat([self.start.expand(bsz, 1, -1), x.reshape(bsz, 3 * steps, -1)[:, :-1]], dim=1)
-        out, _ = self.lstm(x.transpose(0, 1))  # [3L, B, H]
+        with _native_rnn(bsz >= NATIVE_RNN_MIN_BATCH):
+            out, _ = self.lstm(x.transpose(0, 1))  # [3L, B, H]
         h_op, h_a, h_b = out[0::3], out[1::3], out[2::3]  # [L, B, H] each
 
         op_logits = self._clip(self.op_head(h_op)).log_softmax(-1)  # [L, B, A]
         anchors = torch.cat([self.input_keys.expand(bsz, -1, -1), h_op[1:].transpose(0, 1)], dim=1)
-        keys = self.w_key(anchors)  # [B, S, H], S = 3 + L - 1
+        keys = self._keys(anchors)  # [B, S, H], S = 3 + L - 1
         n_slots = keys.shape[1]
         t = torch.arange(steps).unsqueeze(1)
         j = torch.arange(n_slots).unsqueeze(0)
@@ -174,8 +207,12 @@ class Controller(nn.Module):
         actions = torch.zeros(n, steps, 3, dtype=torch.long)
         logp = torch.zeros(n)
         x = self.start.expand(n, -1)
-        keys = self.w_key(self.input_keys).expand(n, -1, -1)
-        rows = torch.arange(n)
+        keys = self._keys(self.input_keys).expand(n, -1, -1)
+        # Gumbel-max sampling with the noise of all 3 * steps decisions drawn up front (one RNG
+        # call instead of one multinomial per decision). u = 0 gives -inf noise: never picked.
+        width = max(self.op_head.out_features, N_INPUT_SLOTS + steps - 1)
+        u = torch.rand(steps, 3, n, width, generator=generator)
+        noise = -(-u.log()).log()
 
         lstm = self.lstm
         weights = [tuple(getattr(lstm, f"{kind}_l{k}") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
@@ -190,23 +227,22 @@ class Controller(nn.Module):
                 inp = state[k][0]
             return inp
 
-        def draw(logits):
-            logits = logits.log_softmax(-1)
-            idx = torch.multinomial(logits.exp(), 1, generator=generator).squeeze(1)
-            return idx, logits[rows, idx]
+        def draw(logits, noise):
+            logp = logits.log_softmax(-1)
+            idx = (logp + noise[:, :logp.shape[1]]).argmax(-1, keepdim=True)
+            return idx.squeeze(1), logp.gather(1, idx).squeeze(1)
 
         for t in range(steps):
             h = run(x)
             if t > 0:
-                keys = torch.cat([keys, self.w_key(h).unsqueeze(1)], dim=1)
-            op, lp_op = draw(self._clip(self.op_head(h)))
+                keys = torch.cat([keys, self._keys(h).unsqueeze(1)], dim=1)
+            op, lp_op = draw(self._clip(self.op_head(h)), noise[t, 0])
             is_binary = binary_actions[op]
             h = run(self.op_embed(op))
-            a, lp_a = draw(self._attend(keys, h))
+            a, lp_a = draw(self._attend(keys, h), noise[t, 1])
             h = run(self.slot_embed(a))
-            b_logits = self._attend(keys, h)
-            b_logits[rows, a] = _MASKED
-            b, lp_b = draw(b_logits)
+            b_logits = self._attend(keys, h).scatter_(1, a.unsqueeze(1), _MASKED)  # b != a
+            b, lp_b = draw(b_logits, noise[t, 2])
             b = torch.where(is_binary, b, 0)
             actions[:, t, 0], actions[:, t, 1], actions[:, t, 2] = op, a, b
             logp += lp_op + lp_a + torch.where(is_binary, lp_b, 0.0)
@@ -239,12 +275,15 @@ class RLController:
             for p in self.controller.parameters():
                 p.uniform_(-cfg.init_range, cfg.init_range, generator=self._generator)
         # Adam's weight_decay adds 2 * l2 * theta to the gradient: the gradient of l2 |theta|^2.
-        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.lr, weight_decay=2 * cfg.l2)
+        # fused: one kernel for all parameters instead of a dozen small ops per tensor.
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.lr, weight_decay=2 * cfg.l2,
+                                          fused=True)
         self.baseline: float | None = None
         self.updates = 0
         self._counter = 0
         self._buffer_actions: list[torch.Tensor] = []
         self._buffer_rewards: list[float] = []
+        self._last_ask: tuple[list, list, torch.Tensor] = ([], [], torch.empty(0))  # `_asked_actions`
 
     # ------------------------------------------------------------------------------ ask
 
@@ -255,13 +294,18 @@ class RLController:
         with _intra_op_threads(self.config.threads):
             actions, logp = self.controller.sample(n, self._binary, self._generator)
         raw = torch.stack([self._op_codes[actions[..., 0]], actions[..., 1], actions[..., 2]], -1)
+        # Rows flattened to 3 * steps ints: a nested tolist() would allocate one list per step of
+        # every program, and the garbage collector's passes over such short-lived containers
+        # cost as much as building the candidates.
         out = []
-        for steps, lp in zip(raw.tolist(), logp.tolist()):
-            decisions = tuple(tuple(s) for s in steps)
+        for flat, lp in zip(raw.view(n, -1).tolist(), logp.tolist()):
+            it = iter(flat)
+            decisions = tuple(zip(it, it, it))  # ((op, a, b), ...) per step
             program = canonical_from_steps(decisions)
             cid = f"rl-{self._counter:07d}-{program_key(program, canonical=True)}"
             out.append(Candidate(program, cid, self.name, {"decisions": decisions, "log_prob": lp}))
             self._counter += 1
+        self._last_ask = (out, [c.metadata["decisions"] for c in out], actions)
         return out
 
     # ------------------------------------------------------------------------------ tell
@@ -294,10 +338,25 @@ class RLController:
         ok &= ~binary | ((b >= 0) & (b < written) & (b != a))
         return ok.all(-1)
 
+    def _asked_actions(self, candidates: Sequence[Candidate]) -> torch.Tensor | None:
+        """The sampler's own action tensor when `candidates` are exactly the last `ask`'s, in
+        order and with their decisions untouched (the usual ask-then-tell loop): it equals what
+        `actions_for` would rebuild from ``metadata["decisions"]``, without the Python round trip."""
+        asked, decisions, actions = self._last_ask
+        if not asked or len(candidates) != len(asked):
+            return None
+        for cand, own, sampled in zip(candidates, asked, decisions):
+            if cand.metadata.get("decisions") is not sampled or cand.id != own.id or cand.strategy != self.name:
+                return None
+        return actions
+
     def actions_for(self, candidates: Sequence[Candidate]) -> torch.Tensor:
         """long [B, max_steps, 3] of (op action index, a, b) that REINFORCE credits: the sampled
         decisions of this strategy's candidates (``metadata["decisions"]``), else teacher forcing
         of the canonical program (`_trajectory`)."""
+        cached = self._asked_actions(candidates)
+        if cached is not None:
+            return cached
         steps = self.config.max_steps
         rows = []
         own = []
@@ -367,3 +426,4 @@ class RLController:
         self._counter = int(state["counter"])
         self._buffer_actions = [torch.as_tensor(a, dtype=torch.long) for a in state["buffer_actions"]]
         self._buffer_rewards = [float(r) for r in state["buffer_rewards"]]
+        self._last_ask = ([], [], torch.empty(0))

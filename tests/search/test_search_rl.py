@@ -6,12 +6,13 @@ import torch
 from lossgen.opset import Op
 from lossgen.programs import Program
 from lossgen.search import create
-from lossgen.search.rl import RLConfig, RLController
+from lossgen.search.rl import NATIVE_RNN_MIN_BATCH, RLConfig, RLController
 
 
-def test_sampled_log_probs_equal_teacher_forced_ones():
+@pytest.mark.parametrize("n", [64, NATIVE_RNN_MIN_BATCH + 8])  # both nn.LSTM backends
+def test_sampled_log_probs_equal_teacher_forced_ones(n):
     strategy = create("rl", {"op_set": "extended"}, seed=2)
-    cands = strategy.ask(64)
+    cands = strategy.ask(n)
     actions = strategy.actions_for(cands)
     with torch.no_grad():
         logp, entropy = strategy.controller.log_prob(actions, strategy._binary[actions[..., 0]])
@@ -43,6 +44,45 @@ def test_ask_samples_all_programs_in_one_pass(monkeypatch):
     monkeypatch.setattr(torch, "lstm_cell", counting)
     strategy.ask(200)
     assert calls == [200] * (3 * 7 * 2)  # 3 decisions per step, 7 steps, 2 layers; batch 200
+
+
+def test_first_op_is_drawn_from_the_controller_distribution():
+    # Gumbel-max sampling must follow softmax(1.5 tanh(W h)); the first op's distribution is the
+    # same for every program, so its empirical frequencies can be checked directly.
+    strategy = create("rl", seed=1)
+    controller = strategy.controller
+    with torch.no_grad():
+        for p in controller.op_head.parameters():
+            p.mul_(20)  # spread the distribution so the check has power
+        h, _ = controller.lstm(controller.start.view(1, 1, -1))
+        probs = controller._clip(controller.op_head(h[0, 0])).softmax(-1)
+    n = 6000
+    first = torch.tensor([strategy._ops.index(Op(c.metadata["decisions"][0][0])) for c in strategy.ask(n)])
+    freq = torch.bincount(first, minlength=len(probs)).float() / n
+    sigma = (probs * (1 - probs) / n).sqrt()
+    assert ((freq - probs).abs() <= 4 * sigma + 1e-3).all(), (freq, probs)
+
+
+def test_tell_reuses_the_sampled_actions_only_for_untouched_candidates():
+    strategy = create("rl", seed=3)
+    cands = strategy.ask(12)
+    rebuilt = [type(c)(c.program, c.id, c.strategy, {"decisions": [list(s) for s in c.metadata["decisions"]]})
+               for c in cands]
+    fast = strategy.actions_for(cands)
+    assert fast is strategy._last_ask[2]  # the sampler's tensor, no rebuild
+    assert torch.equal(fast, strategy.actions_for(rebuilt[:6] + cands[6:]))  # rebuilt from metadata
+    assert strategy.actions_for(rebuilt) is not fast
+    # a candidate whose decisions were replaced is credited from what it carries, not the cache
+    bad = type(cands[0])(cands[0].program, cands[0].id, "rl", {"decisions": [[0, 0, 0]] * 7})
+    assert not torch.equal(strategy.actions_for([bad] + cands[1:])[0], fast[0])
+
+
+def test_native_rnn_switch_is_restored():
+    enabled = torch._C._get_mkldnn_enabled()
+    strategy = create("rl", seed=0)
+    cands = strategy.ask(NATIVE_RNN_MIN_BATCH)
+    strategy.tell(cands, [float(i % 2) for i in range(len(cands))])
+    assert strategy.updates == 1 and torch._C._get_mkldnn_enabled() == enabled
 
 
 def test_weights_start_uniform_in_a_tenth():
@@ -115,3 +155,12 @@ def test_thread_setting_is_restored(threads):
     strategy.tell(strategy.ask(10), [1.0] * 10)
     assert seen == [threads or before]
     assert torch.get_num_threads() == before
+
+
+def test_decisions_replaced_in_place_are_not_served_from_the_cache():
+    strategy = create("rl", seed=3)
+    cands = strategy.ask(3)
+    tampered = type(cands[0])(cands[0].program, cands[0].id, "rl", {"decisions": [[0, 0, 0]] * 7})
+    expected = strategy.actions_for([tampered] + cands[1:])  # invalid: the program's trajectory
+    cands[0].metadata["decisions"] = tampered.metadata["decisions"]  # same candidate object, new decisions
+    assert torch.equal(strategy.actions_for(cands), expected)
