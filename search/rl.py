@@ -14,9 +14,10 @@ slot embedding; a learned "no operand" vector after a unary op). Inputs depend o
 decisions, never on earlier outputs, so the log-probability of a known program is one
 teacher-forced `nn.LSTM` call over the whole sequence; sampling runs the same weights position
 by position (`torch.lstm_cell`), batched over the n programs of `ask(n)`, with Gumbel-max draws
-(the noise for all decisions drawn at once). Both run on one intra-op thread by default
+(the noise for all decisions drawn at once). Small batches run on one intra-op thread
 (`RLConfig.threads`): the tensors are tiny, and on a shared CPU multi-threaded small ops slow
-down about 30x. A `tell` of exactly the last `ask`'s candidates reuses the sampler's action tensor.
+down about 30x; batches of 128 or more use every core (`RLConfig.large_batch_threads`).
+A `tell` of exactly the last `ask`'s candidates reuses the sampler's action tensor.
 
 Program length: the controller always makes `max_steps` steps (the paper's variable set of
 3 + 7 slots) and the candidate is the canonical program of the last slot: steps the last slot
@@ -117,6 +118,11 @@ class RLConfig(StrategyConfig):
     # are tiny (batch x 32): extra threads only add synchronisation, and when the CPU is shared
     # they make sampling and updates ~30x slower (workers spin-wait for descheduled peers).
     threads: int = 1
+    # Batches of at least `large_batch` programs use `large_batch_threads` instead (0: torch's
+    # setting, i.e. every core): at n = 256 two threads are ~15% faster on an idle 2-core machine.
+    # Set it to 1 when other processes share the CPU.
+    large_batch: int = 128
+    large_batch_threads: int = 0
 
     def check(self) -> None:
         super().check()
@@ -291,7 +297,7 @@ class RLController:
         n = check_n(n)
         if n == 0:
             return []
-        with _intra_op_threads(self.config.threads):
+        with _intra_op_threads(self._threads_for(n)):
             actions, logp = self.controller.sample(n, self._binary, self._generator)
         raw = torch.stack([self._op_codes[actions[..., 0]], actions[..., 1], actions[..., 2]], -1)
         # Rows flattened to 3 * steps ints: a nested tolist() would allocate one list per step of
@@ -382,9 +388,12 @@ class RLController:
         self._buffer_actions.append(self.actions_for(candidates))
         self._buffer_rewards.extend(rewards)
         if len(self._buffer_rewards) >= self.config.batch_size:
-            with _intra_op_threads(self.config.threads):
+            with _intra_op_threads(self._threads_for(len(self._buffer_rewards))):
                 self._update(torch.cat(self._buffer_actions), torch.tensor(self._buffer_rewards))
                 self._buffer_actions, self._buffer_rewards = [], []
+
+    def _threads_for(self, batch: int) -> int:
+        return self.config.large_batch_threads if batch >= self.config.large_batch else self.config.threads
 
     def _update(self, actions: torch.Tensor, rewards: torch.Tensor) -> None:
         cfg = self.config
