@@ -52,7 +52,9 @@ def _extension():
     # -ffp-contract=off: no fused multiply-adds, so results round like PyTorch's reference.
     # -fno-trapping-math: lets the compiler turn branches over float ops into vector selects
     # (it only assumes no FP exception traps are enabled; results are unchanged).
-    cxx = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-trapping-math"]
+    # -fopenmp: ATen's parallel_for is an inline OpenMP region in ATen's headers; without the flag
+    # it silently runs on one thread. GOMP symbols resolve to torch's own OpenMP runtime.
+    cxx = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
     if not _flag("LOSSGEN_PORTABLE"):
         cxx.append("-march=native")
     include_dirs = [os.path.abspath("csrc")]

@@ -133,9 +133,18 @@ double run_sum(const int32_t* program, int num_steps, const float* y_hat, const 
     dispatch_value<Mode>(row[0], v[a], v[b], slot_v[t], n);
     v[kInputSlots + t] = slot_v[t];
   }
-  double total = 0.0;
+  // Eight independent double accumulators: one running sum would serialise on the add latency
+  // (it cost as much as the whole program); the fixed lane order keeps the result deterministic.
+  constexpr int kLanes = 8;
+  double lanes[kLanes] = {};
   const float* out = slot_v[num_steps - 1];
-  for (int i = 0; i < n; ++i) total += out[i];
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] += out[i + j];
+  }
+  for (; i < n; ++i) lanes[0] += out[i];
+  double total = 0.0;
+  for (int j = 0; j < kLanes; ++j) total += lanes[j];
   return total;
 }
 
