@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
+from lossgen.atomic import write_text_atomic
 from lossgen.formula import to_infix
 from lossgen.losses import LossKind
 from lossgen.metrics import TASK_METRICS
@@ -78,17 +78,10 @@ def to_json(result: EffectivenessResult, extra: dict | None = None) -> str:
     return json.dumps(body, indent=2)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a kill never leaves a half-written report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_all(result: EffectivenessResult, out: Path, extra: dict | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"effectiveness.md": markdown(result), "effectiveness.csv": to_csv(result),
              "effectiveness.json": to_json(result, extra)}
     for name, text in files.items():
-        write_atomic(out / name, text)
+        write_text_atomic(out / name, text)
     return [out / name for name in files]

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
+from lossgen.atomic import write_bytes_atomic
 from lossgen.data.errors import DataError
 from lossgen.data.ratings import sha256_file
 
@@ -61,20 +61,6 @@ def fetch(url: str) -> bytes:
         return response.read()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def download_ml100k(url: str | None = None, dest: Path | None = None, data_dir: str | os.PathLike | None = None) -> Path:
     """Download the GroupLens zip, verify u.data's sha256, and place it at `dest` atomically."""
     url = url or ML100K_URL
@@ -99,7 +85,7 @@ def download_ml100k(url: str | None = None, dest: Path | None = None, data_dir: 
     digest = hashlib.sha256(data).hexdigest()
     if digest != ML100K_SHA256:
         raise DataError(f"{url}: checksum mismatch for u.data (sha256 {digest}, expected {ML100K_SHA256}); not saved")
-    _write_atomic(dest, data)
+    write_bytes_atomic(dest, data)
     return dest
 
 

@@ -10,14 +10,13 @@ declared space; without it (a foreign directory), the id space is the ids seen i
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lossgen.atomic import write_text_atomic
 from lossgen.data.errors import DataError, where
 from lossgen.data.split import PARTS, Part
 from lossgen.data.tables import numeric_column, read_text_table, require_columns
@@ -50,29 +49,6 @@ def is_split_dir(path: Path) -> bool:
 
 
 # ---------------------------------------------------------------- writing
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temp file in the same directory and rename: readers see all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is too strict for output files
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def format_part(part: Part) -> str:

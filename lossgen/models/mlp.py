@@ -164,7 +164,6 @@ class MLPPopulation:
 def batch_losses(specs: Sequence[LossSpec], scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Batch-mean loss of every candidate ``[K]`` (candidate k's loss on row k of the scores).
     Candidates are grouped by loss kind, so a population costs one pass per kind, not per candidate."""
-    out = scores.new_empty(len(specs))
     groups: dict[LossKind, list[int]] = {}
     for i, spec in enumerate(specs):
         groups.setdefault(spec.kind, []).append(i)
