@@ -1,5 +1,5 @@
 // The fused training epoch of a population of biased MF models (CPU), registered as
-// torch.ops.lossgen.mf_sgd_epoch / mf_predict. Each candidate's tables are its own, so candidates
+// torch.ops.lossgen.mf_train_epoch / mf_predict. Each candidate's tables are its own, so candidates
 // run in parallel without ever writing the same rows.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -61,13 +61,15 @@ mf::Params params_of(int64_t k, const Tables& t, at::Tensor& user_emb, at::Tenso
           t.dim};
 }
 
-// SGD over the examples in the given order, in batches of batch_size: each candidate runs its
-// whole sequence of steps on one thread, so its tables stay in that core's cache.
-at::Tensor mf_sgd_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor& user_bias, at::Tensor& item_bias,
-                        at::Tensor& global_bias, at::Tensor& scale, const at::Tensor& programs,
-                        const at::Tensor& loss_kind, const at::Tensor& loss_eps, const at::Tensor& users,
-                        const at::Tensor& items, const at::Tensor& labels, int64_t batch_size, double lr, double l2,
-                        int64_t clamp) {
+// SGD (empty adam_moments) or lazy Adam over the examples in the given order, in batches of
+// batch_size: each candidate runs its whole sequence of steps on one thread, so its tables stay
+// in that core's cache.
+at::Tensor mf_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor& user_bias, at::Tensor& item_bias,
+                          at::Tensor& global_bias, at::Tensor& scale, at::Tensor& adam_moments, at::Tensor& adam_step,
+                          const at::Tensor& programs, const at::Tensor& loss_kind, const at::Tensor& loss_eps,
+                          const at::Tensor& users, const at::Tensor& items, const at::Tensor& labels,
+                          int64_t batch_size, double lr, double l2, double beta1, double beta2, double adam_eps,
+                          int64_t clamp) {
   const Tables t = check_tables(user_emb, item_emb, user_bias, item_bias, global_bias, scale);
   TORCH_CHECK_VALUE(programs.scalar_type() == at::kInt && programs.dim() == 3 && programs.size(0) == t.k &&
                         programs.size(2) == 3 && programs.size(1) >= 1 && programs.size(1) <= kMaxSteps,
@@ -95,6 +97,19 @@ at::Tensor mf_sgd_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor& 
                     batch_size);
   TORCH_CHECK_VALUE(clamp >= 0 && clamp < kNumClampModes, "clamp mode ", clamp, " out of range");
   TORCH_CHECK_VALUE(at::isfinite(labels).all().item<bool>(), "labels contain NaN or inf");
+  const bool use_adam = adam_moments.numel() > 0;
+  if (use_adam) {
+    const int64_t size = (t.users + t.items) * t.dim + t.users + t.items + 1;
+    TORCH_CHECK_VALUE(adam_moments.scalar_type() == at::kFloat && adam_moments.is_contiguous() &&
+                          adam_moments.sizes() == at::IntArrayRef({t.k, 2, size}),
+                      "adam_moments must be contiguous float32 [K, 2, ", size, "]");
+    TORCH_CHECK_VALUE(adam_step.scalar_type() == at::kLong && adam_step.is_contiguous() &&
+                          adam_step.sizes() == at::IntArrayRef({t.k}),
+                      "adam_step must be contiguous int64 [K]");
+    TORCH_CHECK_VALUE((scale == 1.0).all().item<bool>(), "Adam needs unscaled parameters (scale 1)");
+    TORCH_CHECK_VALUE(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && adam_eps > 0,
+                      "Adam needs 0 <= beta1, beta2 < 1 and eps > 0");
+  }
 
   at::Tensor losses = at::empty({t.k}, labels.options().dtype(at::kDouble));
   std::atomic<bool> bad{false};
@@ -104,9 +119,15 @@ at::Tensor mf_sgd_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor& 
       const mf::Loss loss{kinds.data_ptr<int32_t>()[k], eps.data_ptr<float>()[k],
                           prog.data_ptr<int32_t>() + k * prog.size(1) * 3, static_cast<int>(prog.size(1)),
                           static_cast<int>(clamp)};
-      const double value = mf::sgd_epoch(p, loss, users.data_ptr<int64_t>(), items.data_ptr<int64_t>(),
-                                         labels.data_ptr<float>(), n, static_cast<int>(batch_size),
-                                         static_cast<float>(lr), static_cast<float>(l2));
+      mf::Adam adam{nullptr, nullptr, static_cast<float>(beta1), static_cast<float>(beta2),
+                    static_cast<float>(adam_eps)};
+      if (use_adam) {
+        adam.moments = adam_moments.data_ptr<float>() + k * adam_moments.size(1) * adam_moments.size(2);
+        adam.step = adam_step.data_ptr<int64_t>() + k;
+      }
+      const double value = mf::train_epoch(p, loss, users.data_ptr<int64_t>(), items.data_ptr<int64_t>(),
+                                           labels.data_ptr<float>(), n, static_cast<int>(batch_size),
+                                           static_cast<float>(lr), static_cast<float>(l2), use_adam ? &adam : nullptr);
       losses.data_ptr<double>()[k] = value;
       if (std::isnan(value)) bad = true;
     }
@@ -145,15 +166,16 @@ at::Tensor mf_predict(const at::Tensor& user_emb, const at::Tensor& item_emb, co
 
 TORCH_LIBRARY_FRAGMENT(lossgen, m) {
   m.def(
-      "mf_sgd_epoch(Tensor(a!) user_emb, Tensor(b!) item_emb, Tensor(c!) user_bias, Tensor(d!) item_bias, "
-      "Tensor(e!) global_bias, Tensor(f!) scale, Tensor programs, Tensor loss_kind, Tensor loss_eps, Tensor users, "
-      "Tensor items, Tensor labels, int batch_size, float lr, float l2, int clamp) -> Tensor");
+      "mf_train_epoch(Tensor(a!) user_emb, Tensor(b!) item_emb, Tensor(c!) user_bias, Tensor(d!) item_bias, "
+      "Tensor(e!) global_bias, Tensor(f!) scale, Tensor(g!) adam_moments, Tensor(h!) adam_step, Tensor programs, "
+      "Tensor loss_kind, Tensor loss_eps, Tensor users, Tensor items, Tensor labels, int batch_size, float lr, "
+      "float l2, float beta1, float beta2, float adam_eps, int clamp) -> Tensor");
   m.def(
       "mf_predict(Tensor user_emb, Tensor item_emb, Tensor user_bias, Tensor item_bias, Tensor global_bias, "
       "Tensor scale, Tensor users, Tensor items) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lossgen, CPU, m) {
-  m.impl("mf_sgd_epoch", &lossgen::mf_sgd_epoch);
+  m.impl("mf_train_epoch", &lossgen::mf_train_epoch);
   m.impl("mf_predict", &lossgen::mf_predict);
 }

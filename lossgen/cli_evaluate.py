@@ -23,6 +23,7 @@ def evaluate(
     seeds: int = typer.Option(3, help="Seeds per loss (0, 1, ...)."),
     task: str = typer.Option("classification", help="classification (AUC) or regression (RMSE)."),
     max_epochs: int = typer.Option(300, help="Epoch cap per run (early stopping usually ends sooner)."),
+    optimizer: str = typer.Option("sgd", help="sgd (the paper's) or adam (lazy Adam on embedding rows)."),
     device: str = typer.Option("cpu", help="Device; the fused MF trainer runs on cpu."),
     out: Optional[Path] = typer.Option(None, help="Directory for effectiveness.{md,csv,json}."),
     fmt: str = typer.Option("table", "--format", help="What to print: table, csv or json."),
@@ -33,6 +34,7 @@ def evaluate(
     from lossgen.formula import parse
     from lossgen.losses import from_program, parse_losses
     from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
+    from lossgen.train import TrainConfig
     from lossgen import report
 
     if model not in ("mf", "mlp"):
@@ -53,7 +55,11 @@ def evaluate(
         fail(" ".join(str(err).split()))
     if not specs:
         fail("no losses given (--losses or --loss)")
-    config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task, model=model)
+    try:
+        train = TrainConfig(optimizer=optimizer)
+    except ValueError as err:
+        fail(str(err))
+    config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task, model=model, train=train)
     start = time.perf_counter()
     with Progress(console=console, transient=True) as bar:
         job = bar.add_task("training", total=max_epochs)

@@ -21,6 +21,15 @@ class TrainConfig:
     lr: float = 0.01
     batch_size: int = 128
     l2: float = 1e-4  # PyTorch weight_decay semantics: w <- (1 - lr * l2) w - lr * grad
+    optimizer: str = "sgd"  # or "adam": lazy Adam on embedding rows, coupled L2 (docs/training.md)
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose sgd or adam")
+        if self.lr <= 0 or self.l2 < 0 or not 1 <= self.batch_size <= 256:
+            raise ValueError("lr must be > 0, l2 >= 0 and batch_size in 1..256")
 
 
 def train_epoch(model: MFPopulation | MLPPopulation, losses: Sequence[LossSpec] | LossTable, users: torch.Tensor,
@@ -34,7 +43,8 @@ def train_epoch(model: MFPopulation | MLPPopulation, losses: Sequence[LossSpec] 
         table = losses if isinstance(losses, LossTable) else LossTable.build(losses)
         if table.kinds.shape[0] != model.size:
             raise ValueError(f"{table.kinds.shape[0]} losses for a population of {model.size}")
-        return model.sgd(table, users, items, labels, config.batch_size, config.lr, config.l2)
+        return model.train_steps(table, users, items, labels, config.batch_size, config.lr, config.l2,
+                                 config.optimizer, config.betas, config.adam_eps)
     if len(losses) != model.size:
         raise ValueError(f"{len(losses)} losses for a population of {model.size}")
     total = torch.zeros(model.size, dtype=torch.float64)

@@ -1,6 +1,6 @@
 """Biased matrix factorisation (DESIGN.md "Paper defaults"): score = <p_u, q_i> + b_u + b_i + g,
 prediction sigmoid(score). A population holds K independent models in ``[K, ...]`` tensors and
-trains them side by side with the fused C++ epoch (torch.ops.lossgen.mf_sgd_epoch), each with its
+trains them side by side with the fused C++ epoch (torch.ops.lossgen.mf_train_epoch), each with its
 own loss, on the same mini-batches.
 
 Stored values are the true parameters divided by a per-candidate scale, so PyTorch-style dense
@@ -44,11 +44,19 @@ class LossTable:
         )
 
 
+PARAMS = ("user_emb", "item_emb", "user_bias", "item_bias", "global_bias", "scale")
+ADAM_STATE = ("adam_moments", "adam_step")
+
+
 class MFPopulation:
-    def __init__(self, user_emb, item_emb, user_bias, item_bias, global_bias, scale):
+    def __init__(self, user_emb, item_emb, user_bias, item_bias, global_bias, scale, adam_moments=None,
+                 adam_step=None):
         self.user_emb, self.item_emb = user_emb, item_emb
         self.user_bias, self.item_bias = user_bias, item_bias
         self.global_bias, self.scale = global_bias, scale
+        # Lazy Adam's moments [K, 2, P] and step counts [K]; empty until Adam is first used.
+        self.adam_moments = torch.empty(0) if adam_moments is None else adam_moments
+        self.adam_step = torch.empty(0, dtype=torch.long) if adam_step is None else adam_step
 
     @staticmethod
     def init(num_users: int, num_items: int, seeds: Sequence[int], dim: int = 64) -> "MFPopulation":
@@ -68,12 +76,35 @@ class MFPopulation:
     def _tensors(self):
         return (self.user_emb, self.item_emb, self.user_bias, self.item_bias, self.global_bias, self.scale)
 
-    def sgd(self, losses: LossTable, users, items, labels, batch_size: int, lr: float, l2: float) -> torch.Tensor:
-        """SGD over the examples in the given order, in consecutive mini-batches of `batch_size`
+    def train_steps(self, losses: LossTable, users, items, labels, batch_size: int, lr: float, l2: float,
+                    optimizer: str = "sgd", betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:
+        """Steps over the examples in the given order, in consecutive mini-batches of `batch_size`
         (one step if there are no more than that); returns each candidate's mean loss (float64
-        [K]). Candidates run in parallel, each through all its steps with its tables in cache."""
-        return torch.ops.lossgen.mf_sgd_epoch(*self._tensors(), losses.programs, losses.kinds, losses.eps,
-                                              users, items, labels, batch_size, lr, l2, losses.clamp)
+        [K]). Candidates run in parallel, each through all its steps with its tables in cache.
+
+        optimizer "sgd": PyTorch's SGD with weight_decay=l2, exact through the lazy scale.
+        optimizer "adam": lazy Adam (touched rows only, as torch.optim.SparseAdam) with coupled L2."""
+        if optimizer == "adam":
+            self._start_adam()
+        elif optimizer != "sgd":
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose sgd or adam")
+        moments = self.adam_moments if optimizer == "adam" else torch.empty(0)
+        steps = self.adam_step if optimizer == "adam" else torch.empty(0, dtype=torch.long)
+        return torch.ops.lossgen.mf_train_epoch(*self._tensors(), moments, steps, losses.programs, losses.kinds,
+                                                losses.eps, users, items, labels, batch_size, lr, l2, betas[0],
+                                                betas[1], eps, losses.clamp)
+
+    def _start_adam(self) -> None:
+        if self.adam_moments.numel():
+            return
+        if not bool((self.scale == 1.0).all()):  # fold SGD's lazy decay into the tables first
+            for name, t in self.true_parameters().items():
+                getattr(self, name).copy_(t)
+            self.scale.fill_(1.0)
+        size = (self.user_emb.shape[1] + self.item_emb.shape[1]) * self.user_emb.shape[2] + \
+            self.user_emb.shape[1] + self.item_emb.shape[1] + 1
+        self.adam_moments = torch.zeros(self.size, 2, size)
+        self.adam_step = torch.zeros(self.size, dtype=torch.long)
 
     def scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Pre-sigmoid scores ``[K, N]``."""
@@ -82,14 +113,20 @@ class MFPopulation:
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.scores(users, items))
 
+    def _all(self):
+        adam = (self.adam_moments, self.adam_step) if self.adam_moments.numel() else ()
+        return self._tensors() + adam
+
     def select(self, index: Sequence[int]) -> "MFPopulation":
         """A new population of the chosen candidates (copies; repeats allowed)."""
         idx = torch.as_tensor(list(index), dtype=torch.long)
-        return MFPopulation(*(t.index_select(0, idx).contiguous() for t in self._tensors()))
+        return MFPopulation(*(t.index_select(0, idx).contiguous() for t in self._all()))
 
     def copy_candidate(self, index: int, source: "MFPopulation", source_index: int) -> None:
         """Overwrite candidate `index` with candidate `source_index` of `source`."""
-        for dst, src in zip(self._tensors(), source._tensors()):
+        if source.adam_moments.numel():
+            self._start_adam()
+        for dst, src in zip(self._all(), source._all()):
             dst[index].copy_(src[source_index])
 
     def true_parameters(self) -> dict[str, torch.Tensor]:
@@ -101,10 +138,8 @@ class MFPopulation:
         }
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        names = ("user_emb", "item_emb", "user_bias", "item_bias", "global_bias", "scale")
-        return {n: t.clone() for n, t in zip(names, self._tensors())}
+        return {n: t.clone() for n, t in zip(PARAMS + ADAM_STATE, self._all())}
 
     @staticmethod
     def from_state_dict(state: dict[str, torch.Tensor]) -> "MFPopulation":
-        return MFPopulation(*(state[n].clone() for n in
-                              ("user_emb", "item_emb", "user_bias", "item_bias", "global_bias", "scale")))
+        return MFPopulation(*(state[n].clone() for n in PARAMS + ADAM_STATE if n in state))

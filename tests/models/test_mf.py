@@ -23,7 +23,7 @@ def test_fused_sgd_equals_plain_pytorch(spec):
     # large lr and l2 so that weight decay and every gradient term matter
     lr, l2 = 0.5, 0.05
     pop = MFPopulation.init(U, I, [3], dim=DIM)
-    pop_loss = pop.sgd(LossTable.build([spec]), users, items, labels, 32, lr, l2)
+    pop_loss = pop.train_steps(LossTable.build([spec]), users, items, labels, 32, lr, l2)
     ref = TorchBiasedMF(U, I, DIM, seed=3)
     ref_loss = train_torch_mf(ref, spec, users, items, labels, 32, lr, l2)
     assert float(pop_loss[0]) == pytest.approx(ref_loss, rel=1e-4, abs=1e-6)
@@ -40,10 +40,10 @@ def test_population_equals_separate_runs():
     users, items, labels = examples(500)
     specs = [named("BCE"), from_program(parse("log(y_hat) * -y")), named("MaxR", 1e-3)]
     pop = MFPopulation.init(U, I, [1, 2, 3], dim=DIM)
-    pop.sgd(LossTable.build(specs), users, items, labels, 64, 0.05, 1e-3)
+    pop.train_steps(LossTable.build(specs), users, items, labels, 64, 0.05, 1e-3)
     for k, (spec, seed) in enumerate(zip(specs, [1, 2, 3])):
         single = MFPopulation.init(U, I, [seed], dim=DIM)
-        single.sgd(LossTable.build([spec]), users, items, labels, 64, 0.05, 1e-3)
+        single.train_steps(LossTable.build([spec]), users, items, labels, 64, 0.05, 1e-3)
         for name, t in pop.state_dict().items():
             assert torch.equal(t[k], single.state_dict()[name][0]), name
 
@@ -52,7 +52,7 @@ def test_weight_decay_is_exact_for_untouched_rows():
     pop = MFPopulation.init(U, I, [0], dim=DIM)
     before = pop.true_parameters()["user_emb"][0, U - 1].clone()
     users = torch.zeros(10, dtype=torch.long)  # only user 0 is touched
-    pop.sgd(LossTable.build([named("BCE")]), users, torch.arange(10), torch.ones(10), 5, 0.1, 0.01)
+    pop.train_steps(LossTable.build([named("BCE")]), users, torch.arange(10), torch.ones(10), 5, 0.1, 0.01)
     after = pop.true_parameters()["user_emb"][0, U - 1]
     torch.testing.assert_close(after, before * (1 - 0.1 * 0.01) ** 2)
 
@@ -61,8 +61,64 @@ def test_bad_ids_and_shapes_are_value_errors():
     pop = MFPopulation.init(U, I, [0], dim=DIM)
     table = LossTable.build([named("BCE")])
     with pytest.raises(ValueError, match=r"users out of range: ids must be in \[0, 30\)"):
-        pop.sgd(table, torch.tensor([0, 30]), torch.tensor([0, 1]), torch.ones(2), 2, 0.1, 0.0)
+        pop.train_steps(table, torch.tensor([0, 30]), torch.tensor([0, 1]), torch.ones(2), 2, 0.1, 0.0)
     with pytest.raises(ValueError, match="batch size must be in 1..256"):
-        pop.sgd(table, torch.tensor([0]), torch.tensor([0]), torch.ones(1), 512, 0.1, 0.0)
+        pop.train_steps(table, torch.tensor([0]), torch.tensor([0]), torch.ones(1), 512, 0.1, 0.0)
     with pytest.raises(ValueError, match="labels contain NaN"):
-        pop.sgd(table, torch.tensor([0]), torch.tensor([0]), torch.tensor([float("nan")]), 1, 0.1, 0.0)
+        pop.train_steps(table, torch.tensor([0]), torch.tensor([0]), torch.tensor([float("nan")]), 1, 0.1, 0.0)
+
+
+def lazy_adam_reference(spec, users, items, labels, batch, lr, l2, betas=(0.9, 0.999), eps=1e-8, seed=3):
+    """Lazy Adam written out in plain PyTorch: autograd gradients, then Adam on touched rows only."""
+    model = TorchBiasedMF(U, I, DIM, seed=seed)
+    params = [model.user_emb, model.item_emb, model.user_bias, model.item_bias, model.global_bias]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    from lossgen.models.torch_mf import batch_loss
+
+    for t, start in enumerate(range(0, users.shape[0], batch), start=1):
+        sl = slice(start, start + batch)
+        loss = batch_loss(spec, model(users[sl], items[sl]), labels[sl])
+        grads = torch.autograd.grad(loss, params)
+        touched = [users[sl].unique(), items[sl].unique(), users[sl].unique(), items[sl].unique(), None]
+        with torch.no_grad():
+            for p, g, mi, vi, rows in zip(params, grads, m, v, touched):
+                idx = (...,) if rows is None else rows  # the global bias is a 0-dim tensor
+                grad = g[idx] + l2 * p[idx]
+                mi[idx] = betas[0] * mi[idx] + (1 - betas[0]) * grad
+                vi[idx] = betas[1] * vi[idx] + (1 - betas[1]) * grad * grad
+                p[idx] -= lr * (mi[idx] / (1 - betas[0] ** t)) / (torch.sqrt(vi[idx] / (1 - betas[1] ** t)) + eps)
+    return model
+
+
+@pytest.mark.parametrize("spec", [named("BCE"), named("SumR", 0.1), from_program(parse("log(y_hat) * -y"))],
+                         ids=lambda s: s.name)
+def test_fused_lazy_adam_equals_the_reference(spec):
+    users, items, labels = examples(200)
+    pop = MFPopulation.init(U, I, [3], dim=DIM)
+    pop.train_steps(LossTable.build([spec]), users, items, labels, 25, 0.01, 0.01, optimizer="adam")
+    ref = lazy_adam_reference(spec, users, items, labels, 25, 0.01, 0.01)
+    got = pop.true_parameters()
+    for name in ("user_emb", "item_emb", "user_bias", "item_bias", "global_bias"):
+        torch.testing.assert_close(got[name][0], getattr(ref, name).detach(), rtol=1e-4, atol=1e-6, msg=name)
+    assert int(pop.adam_step[0]) == 8
+
+
+def test_adam_population_equals_separate_runs_and_select_keeps_state():
+    users, items, labels = examples(300)
+    specs = [named("BCE"), named("MaxR", 1e-2)]
+    pop = MFPopulation.init(U, I, [1, 2], dim=DIM)
+    pop.train_steps(LossTable.build(specs), users, items, labels, 50, 0.01, 1e-3, optimizer="adam")
+    single = MFPopulation.init(U, I, [2], dim=DIM)
+    single.train_steps(LossTable.build(specs[1:]), users, items, labels, 50, 0.01, 1e-3, optimizer="adam")
+    for name, t in single.state_dict().items():
+        assert torch.equal(pop.state_dict()[name][1], t[0]), name
+    picked = pop.select([1])
+    assert torch.equal(picked.adam_moments[0], pop.adam_moments[1])
+
+
+def test_unknown_optimizer():
+    pop = MFPopulation.init(U, I, [0], dim=DIM)
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        pop.train_steps(LossTable.build([named("BCE")]), torch.tensor([0]), torch.tensor([0]), torch.ones(1), 1, 0.1,
+                        0.0, optimizer="rmsprop")

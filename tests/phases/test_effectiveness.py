@@ -64,6 +64,7 @@ def test_evaluate_cli_writes_reports(tmp_path):
     (["--losses", "BCE,Cosine"], "unknown loss 'Cosine'"),
     (["--loss", "y_hat +"], "unexpected end of formula"),
     (["--format", "xml"], "unknown --format 'xml'"),
+    (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
 ])
 def test_evaluate_user_errors(args, message):
     result = CliRunner().invoke(app, ["evaluate", "--dataset", "synthetic:users=50,items=60"] + args)
@@ -75,3 +76,12 @@ def test_effectiveness_with_the_mlp(data):
     config = EffectivenessConfig(seeds=(0,), max_epochs=2, eps_grid=(1e-3,), model="mlp", bootstrap=100)
     result = run_effectiveness(data, [named("BCE"), named("SumR")], config)
     assert [len(r.test["auc"]) for r in result.losses] == [1, 1]
+
+
+def test_effectiveness_with_adam(data):
+    from lossgen.train import TrainConfig
+
+    config = EffectivenessConfig(seeds=(0,), max_epochs=3, eps_grid=(1e-3,), bootstrap=100,
+                                 train=TrainConfig(optimizer="adam", lr=0.005))
+    result = run_effectiveness(data, [named("BCE"), named("MaxR")], config)
+    assert all(0.0 <= r.test["auc"][0] <= 1.0 for r in result.losses)
