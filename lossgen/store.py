@@ -1,0 +1,215 @@
+"""Run directories: what a search run has done, in a form that survives `kill -9`.
+
+A run directory holds
+    config.json            the run's configuration (written once; a resume must match it)
+    run.db                 SQLite in WAL mode: one row per candidate and per completed round
+    checkpoints/round-N.pt the state after round N (recommender, strategy, every RNG)
+
+Crash safety rests on one commit point per round. `commit_round` first writes the round's
+checkpoint atomically (temp file + fsync + rename), then inserts the round's candidates and its
+round row in a single SQLite transaction. A kill before that transaction leaves the previous
+round as the last completed one, and its checkpoint is still on disk (the last `keep` are kept),
+so a resumed run redoes the interrupted round from the same state: nothing recorded is lost and
+no completed round is repeated.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from lossgen.atomic import write_bytes_atomic, write_text_atomic
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY,
+    finished_at REAL NOT NULL,
+    info TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS candidates (
+    id TEXT PRIMARY KEY,
+    round INTEGER NOT NULL REFERENCES rounds(round),
+    program TEXT NOT NULL,
+    formula TEXT NOT NULL,
+    fingerprint TEXT,
+    strategy TEXT NOT NULL,
+    proxy TEXT NOT NULL,
+    duplicate_of TEXT,
+    reward REAL,
+    accepted INTEGER NOT NULL DEFAULT 0,
+    phase2_rate REAL,
+    phase3 TEXT
+);
+CREATE INDEX IF NOT EXISTS candidates_round ON candidates(round);
+"""
+
+CANDIDATE_FIELDS = ("id", "round", "program", "formula", "fingerprint", "strategy", "proxy", "duplicate_of",
+                    "reward", "accepted", "phase2_rate", "phase3")
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used as asked; the message names the problem."""
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested configs."""
+    keys = sorted(set(old) | set(new))
+    diffs = []
+    for key in keys:
+        name = f"{prefix}{key}"
+        a, b = old.get(key, "<missing>"), new.get(key, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs.extend(config_differences(a, b, f"{name}."))
+        elif a != b:
+            diffs.append(name)
+    return diffs
+
+
+@dataclass
+class Checkpoint:
+    round: int
+    state: dict[str, Any]
+
+
+class RunStore:
+    """One run directory. Use `RunStore.open_or_create(path, config)`."""
+
+    def __init__(self, path: Path, config: dict, db: sqlite3.Connection, keep: int):
+        self.path, self.config, self.db, self.keep = path, config, db, keep
+
+    # ------------------------------------------------------------------ opening
+
+    @staticmethod
+    def open_or_create(path: str | Path, config: dict, keep: int = 2) -> "RunStore":
+        """Create a new run, or reopen an existing one whose config equals `config`."""
+        path = Path(path)
+        config = json.loads(json.dumps(config))  # normalise (tuples -> lists) as it is stored
+        config_file = path / "config.json"
+        if config_file.exists():
+            try:
+                stored = json.loads(config_file.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise RunError(f"corrupted run directory {path}: config.json is unreadable ({err})") from None
+            diffs = config_differences(stored, config)
+            if diffs:
+                raise RunError(f"run directory {path} was created with a different config: {', '.join(diffs)} differ")
+        elif path.exists() and any(path.iterdir()):
+            raise RunError(f"{path} is not empty and is not a lossgen run directory (no config.json)")
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (path / "checkpoints").mkdir(exist_ok=True)
+        try:
+            db = sqlite3.connect(path / "run.db", isolation_level=None)  # explicit transactions below
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if version is None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(version[0]) != SCHEMA_VERSION:
+                raise RunError(f"run directory {path} has schema {version[0]}, this lossgen reads {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as err:
+            raise RunError(f"corrupted run directory {path}: run.db is unreadable ({err})") from None
+        return RunStore(path, config, db, keep)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ rounds
+
+    def last_round(self) -> int:
+        """The last completed round, or -1 before the first."""
+        row = self.db.execute("SELECT MAX(round) FROM rounds").fetchone()
+        return -1 if row[0] is None else int(row[0])
+
+    def _checkpoint_path(self, round_: int) -> Path:
+        return self.path / "checkpoints" / f"round-{round_:06d}.pt"
+
+    def commit_round(self, round_: int, candidates: Iterable[dict], info: dict, state: dict[str, Any],
+                     finished_at: float) -> None:
+        """Record a completed round: checkpoint first, then one transaction for its rows."""
+        if round_ != self.last_round() + 1:
+            raise RunError(f"round {round_} does not follow the last completed round {self.last_round()}")
+        buffer = io.BytesIO()
+        torch.save({"round": round_, "state": state}, buffer)
+        write_bytes_atomic(self._checkpoint_path(round_), buffer.getvalue())
+        rows = [tuple(round_ if f == "round" else _encode(c.get(f, False if f == "accepted" else None))
+                      for f in CANDIDATE_FIELDS) for c in candidates]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("INSERT INTO rounds VALUES (?, ?, ?)", (round_, finished_at, json.dumps(info)))
+            self.db.executemany(f"INSERT INTO candidates ({', '.join(CANDIDATE_FIELDS)}) "
+                                f"VALUES ({', '.join('?' * len(CANDIDATE_FIELDS))})", rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        for old in sorted((self.path / "checkpoints").glob("round-*.pt"))[: -self.keep]:
+            old.unlink(missing_ok=True)
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        """The state after the last completed round (None before the first)."""
+        last = self.last_round()
+        if last < 0:
+            return None
+        path = self._checkpoint_path(last)
+        try:
+            data = torch.load(path, weights_only=False)
+        except (OSError, RuntimeError, EOFError) as err:
+            raise RunError(f"corrupted run directory {self.path}: checkpoint of round {last} is unreadable ({err})") from None
+        return Checkpoint(int(data["round"]), data["state"])
+
+    # ------------------------------------------------------------------ queries and later phases
+
+    def candidates(self, where: str = "", params: tuple = ()) -> list[dict]:
+        sql = f"SELECT {', '.join(CANDIDATE_FIELDS)} FROM candidates {where} ORDER BY round, rowid"
+        return [dict(zip(CANDIDATE_FIELDS, (_decode(f, v) for f, v in zip(CANDIDATE_FIELDS, row))))
+                for row in self.db.execute(sql, params)]
+
+    def rounds(self) -> list[dict]:
+        return [{"round": r, "finished_at": t, **json.loads(info)}
+                for r, t, info in self.db.execute("SELECT round, finished_at, info FROM rounds ORDER BY round")]
+
+    def set_phase2(self, rates: dict[str, float]) -> None:
+        self._update_many("phase2_rate", rates)
+
+    def set_phase3(self, results: dict[str, dict]) -> None:
+        self._update_many("phase3", {k: json.dumps(v) for k, v in results.items()})
+
+    def _update_many(self, column: str, values: dict[str, Any]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(f"UPDATE candidates SET {column} = ? WHERE id = ?",
+                                [(v, k) for k, v in values.items()])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _decode(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if field in ("program", "phase3"):
+        return json.loads(value)
+    if field == "accepted":
+        return bool(value)
+    return value

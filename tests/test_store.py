@@ -1,0 +1,131 @@
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lossgen.store import RunError, RunStore, config_differences
+
+CONFIG = {"strategy": "rl", "seed": 3, "train": {"lr": 0.01, "batch": 128}}
+
+
+def candidate(i, round_):
+    return {"id": f"c{round_}-{i}", "program": [[0, 0, 1]], "formula": "y_hat + y", "fingerprint": "ab",
+            "strategy": "rl", "proxy": "ok", "reward": 0.01 * i, "accepted": i == 0}
+
+
+def test_rounds_checkpoints_and_reopen(tmp_path):
+    store = RunStore.open_or_create(tmp_path / "run", CONFIG)
+    assert store.last_round() == -1 and store.load_checkpoint() is None
+    for r in range(3):
+        store.commit_round(r, [candidate(i, r) for i in range(2)], {"best": r}, {"x": torch.tensor([r])}, 1.0 + r)
+    store.close()
+    again = RunStore.open_or_create(tmp_path / "run", json.loads(json.dumps(CONFIG)))
+    assert again.last_round() == 2
+    assert torch.equal(again.load_checkpoint().state["x"], torch.tensor([2]))
+    rows = again.candidates()
+    assert [c["id"] for c in rows] == ["c0-0", "c0-1", "c1-0", "c1-1", "c2-0", "c2-1"]
+    assert rows[0]["program"] == [[0, 0, 1]] and rows[0]["accepted"] is True and rows[1]["accepted"] is False
+    assert [r["best"] for r in again.rounds()] == [0, 1, 2]
+    assert len(list((tmp_path / "run" / "checkpoints").glob("*.pt"))) == 2  # only the last two kept
+    again.set_phase2({"c0-0": 0.95})
+    again.set_phase3({"c0-0": {"auc": [0.8]}})
+    first = again.candidates("WHERE id = ?", ("c0-0",))[0]
+    assert first["phase2_rate"] == 0.95 and first["phase3"] == {"auc": [0.8]}
+    with pytest.raises(RunError, match="round 5 does not follow the last completed round 2"):
+        again.commit_round(5, [], {}, {}, 0.0)
+
+
+def test_config_mismatch_names_the_keys(tmp_path):
+    RunStore.open_or_create(tmp_path, CONFIG).close()
+    changed = {**CONFIG, "seed": 4, "train": {"lr": 0.1, "batch": 128}}
+    with pytest.raises(RunError, match="seed, train.lr differ"):
+        RunStore.open_or_create(tmp_path, changed)
+    assert config_differences({"a": 1}, {"b": 1}) == ["a", "b"]
+
+
+def test_refuses_foreign_and_corrupted_directories(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("hi")
+    with pytest.raises(RunError, match="not a lossgen run directory"):
+        RunStore.open_or_create(tmp_path / "other", CONFIG)
+    RunStore.open_or_create(tmp_path / "bad", CONFIG).close()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    with pytest.raises(RunError, match="config.json is unreadable"):
+        RunStore.open_or_create(tmp_path / "bad", CONFIG)
+    RunStore.open_or_create(tmp_path / "baddb", CONFIG).close()
+    for f in (tmp_path / "baddb").glob("run.db*"):
+        f.unlink()
+    (tmp_path / "baddb" / "run.db").write_bytes(b"garbage" * 100)
+    with pytest.raises(RunError, match="run.db is unreadable"):
+        RunStore.open_or_create(tmp_path / "baddb", CONFIG)
+
+
+# A toy run: each round draws candidates from an RNG carried in the checkpoint, so a resumed run
+# must continue exactly where the last completed round left it.
+RUN_SCRIPT = """
+import sys, time, torch
+from lossgen.store import RunStore
+store = RunStore.open_or_create(sys.argv[1], {"toy": 1})
+ck = store.load_checkpoint()
+gen = torch.Generator().manual_seed(7)
+if ck is not None:
+    gen.set_state(ck.state["rng"])
+for r in range(store.last_round() + 1, 60):
+    values = torch.rand(4, generator=gen).tolist()
+    time.sleep(0.01)
+    cands = [{"id": f"r{r}-{i}", "program": [[0, 0, 1]], "formula": "f", "strategy": "toy", "proxy": "ok",
+              "reward": v} for i, v in enumerate(values)]
+    store.commit_round(r, cands, {"mean": sum(values) / 4}, {"rng": gen.get_state()}, 0.0)
+"""
+
+
+def committed_rounds(path) -> int:
+    db = path / "run.db"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05) as conn:
+            return conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def run_toy(path, kill_at_round=None, extra_delay=0.0):
+    """Run the toy to the end, or SIGKILL it `extra_delay` s after it has committed `kill_at_round` rounds."""
+    proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, str(path)])
+    if kill_at_round is None:
+        assert proc.wait(timeout=120) == 0
+        return
+    deadline = time.monotonic() + 60
+    while committed_rounds(path) < kill_at_round and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(extra_delay)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_path):
+    run_toy(tmp_path / "clean")
+    rng = random.Random(0)
+    progress = []
+    target = 0
+    for _ in range(4):
+        target += rng.randint(3, 12)
+        run_toy(tmp_path / "killed", kill_at_round=target, extra_delay=rng.uniform(0.0, 0.02))
+        store = RunStore.open_or_create(tmp_path / "killed", {"toy": 1})
+        progress.append(store.last_round())
+        store.close()
+    assert any(0 <= p < 59 for p in progress), progress  # at least one kill landed mid-run
+    run_toy(tmp_path / "killed")
+    clean = RunStore.open_or_create(tmp_path / "clean", {"toy": 1})
+    killed = RunStore.open_or_create(tmp_path / "killed", {"toy": 1})
+    assert killed.last_round() == clean.last_round() == 59
+    assert killed.candidates() == clean.candidates()
+    assert [r["mean"] for r in killed.rounds()] == [r["mean"] for r in clean.rounds()]
