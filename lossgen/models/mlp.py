@@ -3,12 +3,19 @@ defaults"): concat(user 64, item 64) -> 128x64 -> 64x16 -> 16x1, each hidden lay
 batch norm, ReLU and dropout 0.2; prediction sigmoid(score).
 
 All K models live in ``[K, ...]`` tensors and run with batched matrix products; each candidate
-has its own loss, its own dropout generator and its own batch-norm statistics, so candidate k
-of a population computes exactly what a single model with seed k computes (the test checks it).
+has its own loss, its own dropout stream and its own batch-norm statistics, so candidate k of a
+population computes exactly what a single model with seed k computes (the test checks it).
 
-Optimisation is SGD with PyTorch's weight_decay semantics. The small dense layers decay
-directly; the embedding tables are stored divided by a per-candidate scale (as in the MF
-population), so their decay is O(1) per step and only the rows a batch touches are written.
+The training step is written out by hand (forward, backward and update on buffers reused
+from step to step, no autograd, the loss gradient from ``losses_and_grads``): at K = 64,
+besides the batched products, it is bound by memory passes over ``[K, B, 64]`` tensors and,
+on this machine, by page faults of freshly allocated ones. Tests replay it with autograd and
+torch.optim on one candidate.
+
+Optimisers: SGD with PyTorch's weight_decay semantics (the small dense layers decay directly;
+the embedding tables are stored divided by a per-candidate scale, as in the MF population, so
+their decay is O(1) per step and only the rows a batch touches are written), or Adam (dense
+layers as torch.optim.Adam with coupled L2; embeddings lazily, as torch.optim.SparseAdam).
 """
 
 from __future__ import annotations
@@ -27,7 +34,55 @@ DROPOUT = 0.2
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
 DENSE = ("w1", "b1", "g1", "beta1", "w2", "b2", "g2", "beta2", "w3", "b3")
-STATE = ("user_emb", "item_emb", "scale") + DENSE + ("rm1", "rv1", "rm2", "rv2")
+TABLES = ("user_emb", "item_emb")
+# rng_key: the candidate's dropout key (from its seed); steps: its training steps so far.
+STATE = TABLES + ("scale",) + DENSE + ("rm1", "rv1", "rm2", "rv2", "rng_key", "steps")
+# Adam state, created on the first Adam step: a step count and both moments of every parameter.
+ADAM_STATE = ("adam_t",) + tuple(f"{m}_{n}" for m in ("m", "v") for n in TABLES + DENSE)
+
+_KEEP_SCALE = 1.0 / (1.0 - DROPOUT)  # 1.25, exactly
+
+# --- dropout stream: splitmix64 over a per-candidate counter --------------------------------
+# Candidate k's draw j at its step t is fmix64(key_k + (t * 2^32 + j) * GOLDEN); each 64-bit
+# value gives two 23-bit uniforms. The stream depends only on the candidate's key and step
+# count, so it is vectorised over K and a population still equals K separate runs.
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX = ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None))
+_MANTISSAS = 0x007FFFFF007FFFFF  # the low 23 bits of each 32-bit half ...
+_ONES = 0x3F8000003F800000  # ... as float32 in [1, 2)
+# Keep a unit when its 23-bit draw m >= ceil(0.2 * 2^23): P(drop) = 0.20000005.
+_DROP_BELOW = math.ceil(DROPOUT * 2**23)
+_KEEP_OFFSET = torch.tensor(-(2**23 + _DROP_BELOW - 1), dtype=torch.float32)
+
+
+def _signed(x: int) -> int:
+    x &= _M64
+    return x - (1 << 64) if x >> 63 else x
+
+
+def _fmix64(x: int) -> int:
+    for shift, mul in _MIX:
+        x ^= x >> shift
+        if mul is not None:
+            x = (x * mul) & _M64
+    return x
+
+
+def _rng_key(seed: int) -> int:
+    return _signed(_fmix64((int(seed) * _GOLDEN + 0x5EED) & _M64))
+
+
+def _row_major(table: torch.Tensor) -> torch.Tensor:
+    """``table`` [K, n, d] with its memory laid out as [n, K, d]."""
+    rows = table.transpose(0, 1)
+    return table if rows.is_contiguous() else rows.contiguous().transpose(0, 1)
+
+
+def _out_major(w: torch.Tensor) -> torch.Tensor:
+    """``w`` [K, in, out] with its memory laid out as [K, out, in]."""
+    wt = w.transpose(1, 2)
+    return w if wt.is_contiguous() else wt.contiguous().transpose(1, 2)
 
 
 def _linear_init(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,11 +95,17 @@ def _linear_init(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch
 
 class MLPPopulation:
     def __init__(self, tensors: dict[str, torch.Tensor], seeds: Sequence[int], dim: int):
-        self.t = tensors
+        # Embedding tables (and their Adam moments) are [K, n, d] views of [n, K, d] memory: a
+        # row of every candidate is one contiguous block, so the step's gathers and scatters
+        # stream instead of jumping between K tables that do not fit in cache together.
+        # W1 likewise is a [K, 2d, 64] view of [K, 64, 2d] memory: its gradient comes out of the
+        # product in that layout, so the SGD update is one fused baddbmm_ (decay included).
+        self.t = {n: _row_major(t) if n.endswith(TABLES) else _out_major(t) if n == "w1" else t
+                  for n, t in tensors.items()}
         self.seeds = list(seeds)
         self.dim = dim
-        # Dropout draws come from one generator per candidate, seeded from the candidate's seed.
-        self.dropout_gens = [torch.Generator().manual_seed(10_007 * int(s) + 1) for s in self.seeds]
+        self._ws: dict[tuple, torch.Tensor] = {}  # reused step buffers, by (name, shape)
+        self._plan_key: tuple | None = None
 
     @staticmethod
     def init(num_users: int, num_items: int, seeds: Sequence[int], dim: int = 64) -> "MLPPopulation":
@@ -64,80 +125,228 @@ class MLPPopulation:
                 parts[f"beta{layer}"].append(torch.zeros(width))
                 parts[f"rm{layer}"].append(torch.zeros(width))
                 parts[f"rv{layer}"].append(torch.ones(width))
+            parts["rng_key"].append(torch.tensor(_rng_key(seed), dtype=torch.int64))
+            parts["steps"].append(torch.zeros((), dtype=torch.int64))
         return MLPPopulation({n: torch.stack(v).contiguous() for n, v in parts.items()}, seeds, dim)
 
     @property
     def size(self) -> int:
         return self.t["w1"].shape[0]
 
-    # ------------------------------------------------------------------ forward
+    def _plan(self, specs: Sequence[LossSpec]) -> list[tuple]:
+        key = tuple(map(id, specs))
+        if self._plan_key != key:  # the specs list is kept, so its ids stay theirs
+            self._plan_specs, self._plan_key, self._plan_value = list(specs), key, loss_plan(specs)
+        return self._plan_value
 
-    def _embed(self, users, items, scale: torch.Tensor):
-        s = scale.to(torch.float32)[:, None, None]
-        return s * self.t["user_emb"][:, users], s * self.t["item_emb"][:, items]
+    def _buf(self, name: str, shape: tuple, dtype=torch.float32) -> torch.Tensor:
+        key = (name, tuple(shape), dtype)
+        buf = self._ws.get(key)
+        if buf is None:
+            buf = self._ws[key] = torch.empty(shape, dtype=dtype)
+        return buf
 
-    def _hidden(self, x, layer: int, train: bool, dense: dict[str, torch.Tensor]):
-        h = torch.baddbmm(dense[f"b{layer}"].unsqueeze(1), x, dense[f"w{layer}"])
-        if train:
-            mean = h.mean(1, keepdim=True)
-            var = h.var(1, unbiased=False, keepdim=True)
-            with torch.no_grad():  # running statistics, as nn.BatchNorm1d keeps them
-                n = h.shape[1]
-                self.t[f"rm{layer}"].mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * mean.squeeze(1))
-                unbiased = var.squeeze(1) * (n / max(n - 1, 1))
-                self.t[f"rv{layer}"].mul_(1 - BN_MOMENTUM).add_(BN_MOMENTUM * unbiased)
-        else:
-            mean, var = self.t[f"rm{layer}"].unsqueeze(1), self.t[f"rv{layer}"].unsqueeze(1)
-        h = (h - mean) / torch.sqrt(var + BN_EPS) * dense[f"g{layer}"].unsqueeze(1) + dense[f"beta{layer}"].unsqueeze(1)
-        h = torch.relu(h)
-        if train:
-            keep = torch.stack([torch.rand(h.shape[1], h.shape[2], generator=g) for g in self.dropout_gens])
-            h = h * (keep >= DROPOUT).to(h.dtype) / (1 - DROPOUT)
-        return h
-
-    def _scores(self, ue, ie, train: bool, dense) -> torch.Tensor:
-        h = torch.cat([ue, ie], dim=-1)
-        for layer in (1, 2):
-            h = self._hidden(h, layer, train, dense)
-        return torch.baddbmm(dense["b3"].unsqueeze(1), h, dense["w3"]).squeeze(-1)
+    # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
     def scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Pre-sigmoid scores ``[K, N]`` in evaluation mode (running batch-norm statistics)."""
-        ue, ie = self._embed(users, items, self.t["scale"])
-        return self._scores(ue, ie, False, self.t)
+        t = self.t
+        s = t["scale"].to(torch.float32)[:, None, None]
+        h = torch.cat([s * t["user_emb"][:, users], s * t["item_emb"][:, items]], dim=-1)
+        for layer in (1, 2):
+            h = torch.baddbmm(t[f"b{layer}"].unsqueeze(1), h, t[f"w{layer}"])
+            h = (h - t[f"rm{layer}"].unsqueeze(1)) / torch.sqrt(t[f"rv{layer}"].unsqueeze(1) + BN_EPS)
+            h = torch.relu(h * t[f"g{layer}"].unsqueeze(1) + t[f"beta{layer}"].unsqueeze(1))
+        return torch.baddbmm(t["b3"].unsqueeze(1), h, t["w3"]).squeeze(-1)
 
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.scores(users, items))
 
     # ------------------------------------------------------------------ training
 
-    def step(self, specs: Sequence[LossSpec], users, items, labels, lr: float, l2: float) -> torch.Tensor:
-        """One SGD step on a mini-batch for every candidate; returns the batch losses ``[K]``."""
-        k = self.size
-        scale = self.t["scale"]
+    @torch.inference_mode()
+    def dropout_keep(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 0/1 keep masks ``[K, batch, 64]`` and ``[K, batch, 16]`` of every candidate's next
+        step (views of a reused inference-mode buffer: the next call overwrites it; clone them)."""
+        k, n = self.size, batch * sum(HIDDEN) // 2
+        z = self._buf("rng", (k, n), torch.int64)
+        tmp = self._buf("rng_tmp", (k, n), torch.int64)
+        ctr = self._ws.get(("rng_ctr", n))
+        if ctr is None:
+            ctr = self._ws[("rng_ctr", n)] = torch.arange(n, dtype=torch.int64).mul_(_signed(_GOLDEN))
+        base = self.t["rng_key"] + (self.t["steps"] << 32) * _signed(_GOLDEN)  # wraps mod 2^64
+        torch.add(base.unsqueeze(1), ctr, out=z)
+        for shift, mul in _MIX:  # fmix64 in place; int64 >> is arithmetic, so mask the shift
+            torch.bitwise_right_shift(z, shift, out=tmp).bitwise_and_((1 << (64 - shift)) - 1)
+            z.bitwise_xor_(tmp)
+            if mul is not None:
+                z.mul_(_signed(mul))
+        u = z.bitwise_and_(_MANTISSAS).bitwise_or_(_ONES).view(torch.float32)  # 1 + m / 2^23
+        # 2^23 * u - (2^23 + T - 1) = m - T + 1 is exact in float32: clamped, it is m >= T.
+        keep = torch.add(_KEEP_OFFSET, u, alpha=2**23, out=u).clamp_(0, 1)
+        split = batch * HIDDEN[0]
+        return keep[:, :split].view(k, batch, HIDDEN[0]), keep[:, split:].view(k, batch, HIDDEN[1])
+
+    def _bn_forward(self, h: torch.Tensor, layer: int, s: torch.Tensor | None, keep: torch.Tensor):
+        """Batch norm (batch statistics) -> ReLU -> dropout on the pre-activation ``h`` (its bias
+        left out, since batch norm removes it) of an input held divided by ``s``. Overwrites ``h``
+        with the normalised activations, which backward needs with ``r`` and the output."""
+        t, n = self.t, h.shape[1]
+        mean = h.mean(1)
+        h.sub_(mean.unsqueeze(1))
+        var = torch.mul(h, h, out=self._buf(f"sq{layer}", h.shape)).mean(1)
+        if s is not None:  # the true pre-activation is s * h + b
+            mean, var = mean.mul_(s), var.mul_(s * s)
+        r = torch.rsqrt(var + BN_EPS)
+        if s is not None:
+            r.mul_(s)  # normalises the stored-scale h
+        h.mul_(r.unsqueeze(1))
+        # running statistics, as nn.BatchNorm1d keeps them
+        t[f"rm{layer}"].mul_(1 - BN_MOMENTUM).add_(mean.add_(t[f"b{layer}"]), alpha=BN_MOMENTUM)
+        t[f"rv{layer}"].mul_(1 - BN_MOMENTUM).add_(var, alpha=BN_MOMENTUM * n / max(n - 1, 1))
+        # relu(y) * keep / (1 - p) == relu(y / (1 - p)) * keep: the dropout scale goes into the affine.
+        gain = (_KEEP_SCALE * t[f"g{layer}"]).unsqueeze(1)
+        shift = (_KEEP_SCALE * t[f"beta{layer}"]).unsqueeze(1)
+        out = torch.addcmul(shift, h, gain, out=self._buf(f"out{layer}", h.shape)).relu_().mul_(keep)
+        return out, r.unsqueeze(1), gain
+
+    def _bn_backward(self, grad_out: torch.Tensor, out: torch.Tensor, xhat: torch.Tensor, r: torch.Tensor,
+                     gain: torch.Tensor, layer: int):
+        """Gradients of BN -> ReLU -> dropout: (d pre-activation, d gamma, d beta). Overwrites grad_out."""
+        n = out.shape[1]
+        # out > 0 exactly where the unit was kept and active: there d out / d y' = 1.
+        gy = torch.ops.aten.threshold_backward.grad_input(grad_out, out, 0.0, grad_input=grad_out)
+        gsum = gy.sum(1, keepdim=True)
+        gxsum = torch.mul(gy, xhat, out=self._buf(f"sq{layer}", gy.shape)).sum(1, keepdim=True)
+        a = r * gain
+        # d h = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = gain * gy
+        gh = torch.addcmul(gsum * (a / -n), gy, a, out=gy).addcmul_(xhat, gxsum * (a / -n))
+        return gh, gxsum.squeeze(1).mul_(_KEEP_SCALE), gsum.squeeze(1).mul_(_KEEP_SCALE)
+
+    def step(self, specs: Sequence[LossSpec], users, items, labels, lr: float, l2: float, *,
+             optimizer: str = "sgd", betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:
+        """One optimiser step on a mini-batch for every candidate; returns the batch losses ``[K]``.
+
+        optimizer "sgd": w <- (1 - lr * l2) w - lr * grad (PyTorch weight_decay), lazily exact on
+        the embeddings. "adam": torch.optim.Adam(betas, eps, weight_decay=l2) on the dense layers;
+        on the embeddings lazy Adam as torch.optim.SparseAdam (only rows in the batch move, their
+        gradient summed over duplicates, L2 added on those rows), bias-corrected with the
+        candidate's own Adam step count."""
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose sgd or adam")
+        adam = optimizer == "adam"
         with torch.no_grad():
-            ue0, ie0 = self._embed(users, items, scale)
-        ue = ue0.requires_grad_(True)
-        ie = ie0.requires_grad_(True)
-        dense = {n: self.t[n].detach().requires_grad_(True) for n in DENSE}
-        scores = self._scores(ue, ie, True, dense)
-        losses = batch_losses(specs, scores, labels)
-        grads = torch.autograd.grad(losses.sum(), [ue, ie] + [dense[n] for n in DENSE])
-        with torch.no_grad():
-            for name, g in zip(DENSE, grads[2:]):
-                self.t[name].mul_(1 - lr * l2).sub_(lr * g)
-            s_next = scale * (1 - lr * l2)
-            step = (lr / s_next).to(torch.float32)[:, None, None]
-            rows = torch.arange(k)[:, None]
-            for table, ids, g in (("user_emb", users, grads[0]), ("item_emb", items, grads[1])):
-                flat = self.t[table].view(-1, self.dim)
-                n_rows = self.t[table].shape[1]
-                flat.index_add_(0, (rows * n_rows + ids[None, :]).reshape(-1), (-step * g).reshape(-1, self.dim))
-            scale.copy_(s_next)
-            if float(scale.min()) < 1e-3:
+            if adam:  # state tensors are made outside inference mode, so callers may write them
+                self._ensure_adam()
+                if bool((self.t["scale"] != 1).any()):  # Adam keeps the tables unscaled
+                    self._renormalize()
+        # inference mode: no autograd bookkeeping on ~250 ops a step (about 2.5% at K = 64);
+        # the step's buffers never leave it, and the losses are cloned out of it
+        with torch.inference_mode():
+            losses = self._step(specs, users, items, labels, lr, l2, adam, betas, eps)
+        return losses.clone()
+
+    def _step(self, specs, users, items, labels, lr, l2, adam, betas, eps) -> torch.Tensor:
+        t, k, b, d = self.t, self.size, users.shape[0], self.dim
+        buf = self._buf
+        s = t["scale"].to(torch.float32).unsqueeze(1)
+        keep1, keep2 = self.dropout_keep(b)
+        t["steps"].add_(1)
+
+        # forward; the embedding rows are used as stored (divided by s), s goes into batch norm
+        rows, x = buf("rows", (b, k, d)), buf("x", (k, b, 2 * d))
+        x[:, :, :d].copy_(torch.index_select(t["user_emb"].transpose(0, 1), 0, users, out=rows).transpose(0, 1))
+        x[:, :, d:].copy_(torch.index_select(t["item_emb"].transpose(0, 1), 0, items, out=rows).transpose(0, 1))
+        h1 = torch.bmm(x, t["w1"], out=buf("h1", (k, b, HIDDEN[0])))
+        o1, r1, gain1 = self._bn_forward(h1, 1, s, keep1)
+        h2 = torch.bmm(o1, t["w2"], out=buf("h2", (k, b, HIDDEN[1])))
+        o2, r2, gain2 = self._bn_forward(h2, 2, None, keep2)
+        scores = torch.baddbmm(t["b3"].unsqueeze(1), o2, t["w3"]).squeeze(-1)
+
+        losses, gs = losses_and_grads(self._plan(specs), scores, labels)
+
+        # backward, all from the parameters before the step
+        grads: dict[str, torch.Tensor] = {}
+        grads["w3"] = torch.bmm(o2.transpose(1, 2), gs.unsqueeze(2))
+        grads["b3"] = gs.sum(1, keepdim=True)
+        go2 = torch.mul(gs.unsqueeze(2), t["w3"].transpose(1, 2), out=buf("go2", (k, b, HIDDEN[1])))
+        gh2, grads["g2"], grads["beta2"] = self._bn_backward(go2, o2, h2, r2, gain2, 2)
+        go1 = torch.bmm(gh2, t["w2"].transpose(1, 2), out=buf("go1", (k, b, HIDDEN[0])))
+        grads["w2"] = torch.bmm(o1.transpose(1, 2), gh2, out=buf("gw2", t["w2"].shape))
+        gh1, grads["g1"], grads["beta1"] = self._bn_backward(go1, o1, h1, r1, gain1, 1)
+        # batch norm removes the bias of a hidden layer: its gradient is exactly zero
+        grads["b1"] = grads["b2"] = None
+        # gh1 is the gradient of the stored-scale pre-activation, so W1's gradient is x^T gh1
+        # and the stored rows' is gh1 W1^T
+        w1t = t["w1"].transpose(1, 2)  # contiguous [K, 64, 2d]
+
+        if adam:
+            grads["w1"] = torch.bmm(gh1.transpose(1, 2), x, out=buf("gw1t", w1t.shape)).transpose(1, 2)
+            gx = torch.bmm(gh1, w1t, out=buf("gx", x.shape))
+            self._adam(grads, {"user_emb": (users, gx[:, :, :d]), "item_emb": (items, gx[:, :, d:])},
+                       lr, l2, betas, eps)
+        else:
+            # stored rows move by -lr / (s * s_next) times the stored-scale gradient (see the
+            # docs); folding that factor into a copy of W1 saves a pass over the [K, B, 2d] grads
+            s_next = t["scale"] * (1 - lr * l2)
+            factor = (-lr / (t["scale"] * s_next)).to(torch.float32)[:, None, None]
+            gx = torch.bmm(gh1, torch.mul(w1t, factor, out=buf("w1s", w1t.shape)), out=buf("gx", x.shape))
+            decay = 1 - lr * l2
+            w1t.baddbmm_(gh1.transpose(1, 2), x, beta=decay, alpha=-lr)
+            stepped = [n for n in DENSE if grads.get(n) is not None]
+            torch._foreach_mul_([t[n] for n in DENSE if n != "w1"], decay)
+            torch._foreach_add_([t[n] for n in stepped], [grads[n] for n in stepped], alpha=-lr)
+            for name, ids, g in (("user_emb", users, gx[:, :, :d]), ("item_emb", items, gx[:, :, d:])):
+                table = t[name].transpose(0, 1)  # [n, K, d], contiguous
+                table.view(table.shape[0], -1).index_add_(0, ids, rows.copy_(g.transpose(0, 1)).view(b, -1))
+            t["scale"].copy_(s_next)
+            if float(t["scale"].min()) < 1e-3:
                 self._renormalize()
-        return losses.detach()
+        return losses
+
+    # ------------------------------------------------------------------ Adam
+
+    def _ensure_adam(self) -> None:
+        if "adam_t" in self.t:
+            return
+        self.t["adam_t"] = torch.zeros(self.size, dtype=torch.int64)
+        for m in ("m", "v"):
+            for name in TABLES + DENSE:
+                self.t[f"{m}_{name}"] = torch.zeros_like(self.t[name])
+
+    def _adam(self, grads, rows, lr, l2, betas, eps) -> None:
+        t, (b1, b2) = self.t, betas
+        t["adam_t"].add_(1)
+        steps = t["adam_t"].to(torch.float64)
+        bc1, bc2 = 1 - b1**steps, 1 - b2**steps  # per candidate: its own step count
+        for name in DENSE:  # torch.optim.Adam (single-tensor form), coupled L2
+            p, m, v = t[name], t[f"m_{name}"], t[f"v_{name}"]
+            view = (-1,) + (1,) * (p.dim() - 1)
+            g = grads[name]
+            g = torch.zeros_like(p) if g is None else g
+            if l2:
+                g = g.add(p, alpha=l2)
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / bc2.sqrt().to(p.dtype).view(view)).add_(eps)
+            p.sub_(m / denom * (lr / bc1).to(p.dtype).view(view))
+        step_size = (lr * bc2.sqrt() / bc1).to(torch.float32)[:, None, None]
+        for name, (ids, g) in rows.items():  # torch.optim.SparseAdam on the rows of the batch
+            table, m, v = t[name], t[f"m_{name}"], t[f"v_{name}"]
+            uniq, inv = torch.unique(ids, return_inverse=True)
+            grad = torch.zeros(self.size, uniq.shape[0], self.dim).index_add_(1, inv, g)  # duplicates summed
+            w = table.index_select(1, uniq)
+            if l2:
+                grad.add_(w, alpha=l2)
+            m_old, v_old = m.index_select(1, uniq), v.index_select(1, uniq)
+            m_new = (grad - m_old).mul_(1 - b1).add_(m_old)
+            v_new = (grad * grad).sub_(v_old).mul_(1 - b2).add_(v_old)
+            m.index_copy_(1, uniq, m_new)
+            v.index_copy_(1, uniq, v_new)
+            table.index_copy_(1, uniq, w - step_size * (m_new / v_new.sqrt().add_(eps)))
+
+    # ------------------------------------------------------------------ population
 
     def _renormalize(self) -> None:
         s = self.t["scale"].to(torch.float32)[:, None, None]
@@ -146,16 +355,19 @@ class MLPPopulation:
         self.t["scale"].fill_(1.0)
 
     def select(self, index: Sequence[int]) -> "MLPPopulation":
+        """Copies of the given candidates (parameters, statistics, dropout stream, Adam state)."""
         idx = torch.as_tensor(list(index), dtype=torch.long)
-        chosen = MLPPopulation({n: t.index_select(0, idx).contiguous() for n, t in self.t.items()},
-                               [self.seeds[i] for i in idx.tolist()], self.dim)
-        for i, j in enumerate(idx.tolist()):  # carry on each candidate's dropout stream
-            chosen.dropout_gens[i].set_state(self.dropout_gens[j].get_state())
-        return chosen
+        return MLPPopulation({n: t.index_select(0, idx).contiguous() for n, t in self.t.items()},
+                             [self.seeds[i] for i in idx.tolist()], self.dim)
 
     def copy_candidate(self, index: int, source: "MLPPopulation", source_index: int) -> None:
+        if "adam_t" in source.t:
+            self._ensure_adam()
         for name, t in self.t.items():
-            t[index].copy_(source.t[name][source_index])
+            if name in source.t:
+                t[index].copy_(source.t[name][source_index])
+            else:  # source never ran Adam
+                t[index].zero_()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {n: t.clone() for n, t in self.t.items()}
@@ -180,3 +392,79 @@ def batch_losses(specs: Sequence[LossSpec], scores: torch.Tensor, labels: torch.
             parts.append(named_loss_torch(kind, scores[idx], labels, eps).mean(1))
         order.extend(idx)
     return torch.cat(parts)[torch.argsort(torch.tensor(order))]
+
+
+def loss_plan(specs: Sequence[LossSpec]) -> list[tuple]:
+    """Candidates grouped by loss kind, with what each group's evaluation needs, for
+    ``losses_and_grads`` (a population reuses it every step)."""
+    groups: dict[LossKind, list[int]] = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault(spec.kind, []).append(i)
+    plan = []
+    for kind, idx in groups.items():
+        if kind == LossKind.PROGRAM:
+            clamps = {specs[i].clamp for i in idx}
+            if len(clamps) > 1:
+                raise ValueError("all programs of a population must use the same clamp mode")
+            extra = (kernels.as_program_tensor([specs[i].program for i in idx]), clamps.pop())
+        else:
+            extra = (torch.tensor([specs[i].eps for i in idx]).unsqueeze(1),)
+        plan.append((kind, torch.tensor(idx)) + extra)
+    return plan
+
+
+def losses_and_grads(specs: Sequence[LossSpec] | list[tuple], scores: torch.Tensor,
+                     labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_losses`` and its gradient with respect to the scores ``[K, N]``, without autograd
+    (on the [K, 128] scores of a step its graph cost as much as the layer-1 products). Named
+    losses use their derivatives written out; programs the kernels' derivative. ``specs`` may
+    be a ``loss_plan``."""
+    plan = specs if specs and isinstance(specs[0], tuple) else loss_plan(specs)
+    values, grads = torch.empty_like(scores), torch.empty_like(scores)
+    p_all = torch.sigmoid(scores)
+    for kind, rows, *extra in plan:
+        p = p_all.index_select(0, rows)
+        if kind == LossKind.PROGRAM:
+            v, d_p = kernels.evaluate(extra[0], p, labels, extra[1])
+            d_s = d_p.mul_((1 - p).mul_(p))
+        else:
+            s = scores.index_select(0, rows)
+            v = named_loss_torch(kind, s, labels, extra[0])
+            d_s = _named_grad(kind, s, p, labels, extra[0])
+        values.index_copy_(0, rows, v)
+        grads.index_copy_(0, rows, d_s)
+    return values.mean(1), grads.div_(scores.shape[1])
+
+
+def _named_grad(kind: LossKind, s: torch.Tensor, p: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """d loss / d score per point for ``named_loss_torch``; ties of max/min split the gradient
+    as torch.maximum/minimum do."""
+    dp_ds = (1 - p) * p
+    if kind == LossKind.BCE:
+        return p - y
+    if kind == LossKind.HINGE:
+        t = 2 * y - 1
+        return -t * (1 - t * s > 0)
+    if kind == LossKind.MSE:
+        d_p = 2 * (p - y)
+    elif kind == LossKind.FOCAL:
+        q = torch.clamp(p, 1e-7, 1 - 1e-7)
+        inside = (p >= 1e-7) & (p <= 1 - 1e-7)
+        d_q = -(y * (-2 * (1 - q) * torch.log(q) + (1 - q) ** 2 / q)
+                + (1 - y) * (2 * q * torch.log(1 - q) - q**2 / (1 - q)))
+        d_p = d_q * inside
+    elif kind == LossKind.MAXR:
+        a, b = (p + eps) / (y + eps), (y + eps) / (p + eps)
+        w = (a > b) + 0.5 * (a == b)
+        d_p = w / (y + eps) - (1 - w) * (y + eps) / (p + eps) ** 2
+    elif kind == LossKind.SUMR:
+        den = p * y + eps
+        d_p = 1 / den - (p + y + eps) * y / den**2
+    elif kind == LossKind.LOGMIN:
+        m = torch.minimum(p, y)
+        w = (p < y) + 0.5 * (p == y)
+        log = torch.log((1 + eps) / (m + eps))
+        d_p = log + w * (log - (p + y + m) / (m + eps))
+    else:
+        raise ValueError(f"{kind!r} is not a named loss")
+    return d_p * dp_ds
