@@ -50,5 +50,7 @@ def train_epoch(model: MFPopulation | MLPPopulation, losses: Sequence[LossSpec] 
     total = torch.zeros(model.size, dtype=torch.float64)
     for start in range(0, users.shape[0], config.batch_size):
         sl = slice(start, start + config.batch_size)
-        total += model.step(losses, users[sl], items[sl], labels[sl], config.lr, config.l2).double() * labels[sl].numel()
+        losses_k = model.step(losses, users[sl], items[sl], labels[sl], config.lr, config.l2,
+                              optimizer=config.optimizer, betas=config.betas, eps=config.adam_eps)
+        total += losses_k.double() * labels[sl].numel()
     return total / users.shape[0]

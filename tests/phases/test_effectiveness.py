@@ -85,3 +85,12 @@ def test_effectiveness_with_adam(data):
                                  train=TrainConfig(optimizer="adam", lr=0.005))
     result = run_effectiveness(data, [named("BCE"), named("MaxR")], config)
     assert all(0.0 <= r.test["auc"][0] <= 1.0 for r in result.losses)
+
+
+def test_effectiveness_with_the_mlp_and_adam(data):
+    from lossgen.train import TrainConfig
+
+    config = EffectivenessConfig(seeds=(0,), max_epochs=2, eps_grid=(1e-3,), model="mlp", bootstrap=100,
+                                 train=TrainConfig(optimizer="adam", lr=0.001))
+    result = run_effectiveness(data, [named("BCE"), named("SumR")], config)
+    assert all(0.0 <= r.test["auc"][0] <= 1.0 for r in result.losses)
