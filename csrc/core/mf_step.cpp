@@ -100,14 +100,21 @@ struct RowGrads {
   }
 };
 
-// One Adam update of `count` scalars at w (moments at m, v), gradient g plus coupled L2.
+// One Adam update of `count` scalars at w (moments at m, v), gradient g plus coupled L2. Rows
+// (sparse) use torch.optim.SparseAdam's form, eps added to sqrt(v) before bias correction; the
+// dense global bias uses torch.optim.Adam's, eps added after it (the MLP population does the same).
 void adam_update(float* w, float* m, float* v, const float* g, int64_t count, float lr, float l2, const Adam& a,
-                 float bias1, float bias2) {
+                 float bias1, float bias2, bool sparse) {
+  const float sqrt_bias2 = std::sqrt(bias2);
   for (int64_t j = 0; j < count; ++j) {
     const float grad = g[j] + l2 * w[j];
     m[j] = a.beta1 * m[j] + (1.0f - a.beta1) * grad;
     v[j] = a.beta2 * v[j] + (1.0f - a.beta2) * grad * grad;
-    w[j] -= lr * (m[j] / bias1) / (std::sqrt(v[j] / bias2) + a.eps);
+    if (sparse) {
+      w[j] -= (lr * sqrt_bias2 / bias1) * m[j] / (std::sqrt(v[j]) + a.eps);
+    } else {
+      w[j] -= (lr / bias1) * m[j] / (std::sqrt(v[j]) / sqrt_bias2 + a.eps);
+    }
   }
 }
 
@@ -152,14 +159,15 @@ void adam_update_rows(const Params& p, const Batch& batch, const float* coef, fl
     for (size_t slot = 0; slot < acc.rows.size(); ++slot) {
       const int64_t row = acc.rows[slot];
       const float* g = &acc.grad[slot * width];
-      adam_update(emb + row * dim, m + emb_at + row * dim, v + emb_at + row * dim, g, dim, lr, l2, a, bias1, bias2);
-      adam_update(bias + row, m + bias_at + row, v + bias_at + row, g + dim, 1, lr, l2, a, bias1, bias2);
+      adam_update(emb + row * dim, m + emb_at + row * dim, v + emb_at + row * dim, g, dim, lr, l2, a, bias1, bias2,
+                  true);
+      adam_update(bias + row, m + bias_at + row, v + bias_at + row, g + dim, 1, lr, l2, a, bias1, bias2, true);
       acc.slot_of[row] = -1;
     }
   }
   float global = 0.0f;
   for (int b = 0; b < batch.size; ++b) global += coef[b];
-  adam_update(p.global_bias, m + global_at, v + global_at, &global, 1, lr, l2, a, bias1, bias2);
+  adam_update(p.global_bias, m + global_at, v + global_at, &global, 1, lr, l2, a, bias1, bias2, false);
 }
 
 }  // namespace

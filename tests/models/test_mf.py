@@ -87,7 +87,11 @@ def lazy_adam_reference(spec, users, items, labels, batch, lr, l2, betas=(0.9, 0
                 grad = g[idx] + l2 * p[idx]
                 mi[idx] = betas[0] * mi[idx] + (1 - betas[0]) * grad
                 vi[idx] = betas[1] * vi[idx] + (1 - betas[1]) * grad * grad
-                p[idx] -= lr * (mi[idx] / (1 - betas[0] ** t)) / (torch.sqrt(vi[idx] / (1 - betas[1] ** t)) + eps)
+                b1, b2 = 1 - betas[0] ** t, 1 - betas[1] ** t
+                if rows is None:  # dense: torch.optim.Adam's form
+                    p[idx] -= lr * (mi[idx] / b1) / (torch.sqrt(vi[idx]) / b2**0.5 + eps)
+                else:  # rows: torch.optim.SparseAdam's form
+                    p[idx] -= lr * b2**0.5 / b1 * mi[idx] / (torch.sqrt(vi[idx]) + eps)
     return model
 
 
