@@ -25,8 +25,7 @@ from typing import Sequence
 
 import torch
 
-from lossgen import kernels
-from lossgen.losses import LossKind, LossSpec, named_loss_torch
+from lossgen.losses import LossSpec, loss_plan, losses_and_grads
 from lossgen.models.mf import INIT_STD
 
 HIDDEN = (64, 16)
@@ -371,100 +370,3 @@ class MLPPopulation:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {n: t.clone() for n, t in self.t.items()}
-
-
-def batch_losses(specs: Sequence[LossSpec], scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Batch-mean loss of every candidate ``[K]`` (candidate k's loss on row k of the scores).
-    Candidates are grouped by loss kind, so a population costs one pass per kind, not per candidate."""
-    groups: dict[LossKind, list[int]] = {}
-    for i, spec in enumerate(specs):
-        groups.setdefault(spec.kind, []).append(i)
-    parts, order = [], []
-    for kind, idx in groups.items():
-        if kind == LossKind.PROGRAM:
-            clamps = {specs[i].clamp for i in idx}
-            if len(clamps) > 1:
-                raise ValueError("all programs of a population must use the same clamp mode")
-            parts.append(kernels.program_loss([specs[i].program for i in idx], torch.sigmoid(scores[idx]), labels,
-                                              clamps.pop()))
-        else:
-            eps = torch.tensor([specs[i].eps for i in idx], dtype=scores.dtype).unsqueeze(1)
-            parts.append(named_loss_torch(kind, scores[idx], labels, eps).mean(1))
-        order.extend(idx)
-    return torch.cat(parts)[torch.argsort(torch.tensor(order))]
-
-
-def loss_plan(specs: Sequence[LossSpec]) -> list[tuple]:
-    """Candidates grouped by loss kind, with what each group's evaluation needs, for
-    ``losses_and_grads`` (a population reuses it every step)."""
-    groups: dict[LossKind, list[int]] = {}
-    for i, spec in enumerate(specs):
-        groups.setdefault(spec.kind, []).append(i)
-    plan = []
-    for kind, idx in groups.items():
-        if kind == LossKind.PROGRAM:
-            clamps = {specs[i].clamp for i in idx}
-            if len(clamps) > 1:
-                raise ValueError("all programs of a population must use the same clamp mode")
-            extra = (kernels.as_program_tensor([specs[i].program for i in idx]), clamps.pop())
-        else:
-            extra = (torch.tensor([specs[i].eps for i in idx]).unsqueeze(1),)
-        plan.append((kind, torch.tensor(idx)) + extra)
-    return plan
-
-
-def losses_and_grads(specs: Sequence[LossSpec] | list[tuple], scores: torch.Tensor,
-                     labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_losses`` and its gradient with respect to the scores ``[K, N]``, without autograd
-    (on the [K, 128] scores of a step its graph cost as much as the layer-1 products). Named
-    losses use their derivatives written out; programs the kernels' derivative. ``specs`` may
-    be a ``loss_plan``."""
-    plan = specs if specs and isinstance(specs[0], tuple) else loss_plan(specs)
-    values, grads = torch.empty_like(scores), torch.empty_like(scores)
-    p_all = torch.sigmoid(scores)
-    for kind, rows, *extra in plan:
-        p = p_all.index_select(0, rows)
-        if kind == LossKind.PROGRAM:
-            v, d_p = kernels.evaluate(extra[0], p, labels, extra[1])
-            d_s = d_p.mul_((1 - p).mul_(p))
-        else:
-            s = scores.index_select(0, rows)
-            v = named_loss_torch(kind, s, labels, extra[0])
-            d_s = _named_grad(kind, s, p, labels, extra[0])
-        values.index_copy_(0, rows, v)
-        grads.index_copy_(0, rows, d_s)
-    return values.mean(1), grads.div_(scores.shape[1])
-
-
-def _named_grad(kind: LossKind, s: torch.Tensor, p: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """d loss / d score per point for ``named_loss_torch``; ties of max/min split the gradient
-    as torch.maximum/minimum do."""
-    dp_ds = (1 - p) * p
-    if kind == LossKind.BCE:
-        return p - y
-    if kind == LossKind.HINGE:
-        t = 2 * y - 1
-        return -t * (1 - t * s > 0)
-    if kind == LossKind.MSE:
-        d_p = 2 * (p - y)
-    elif kind == LossKind.FOCAL:
-        q = torch.clamp(p, 1e-7, 1 - 1e-7)
-        inside = (p >= 1e-7) & (p <= 1 - 1e-7)
-        d_q = -(y * (-2 * (1 - q) * torch.log(q) + (1 - q) ** 2 / q)
-                + (1 - y) * (2 * q * torch.log(1 - q) - q**2 / (1 - q)))
-        d_p = d_q * inside
-    elif kind == LossKind.MAXR:
-        a, b = (p + eps) / (y + eps), (y + eps) / (p + eps)
-        w = (a > b) + 0.5 * (a == b)
-        d_p = w / (y + eps) - (1 - w) * (y + eps) / (p + eps) ** 2
-    elif kind == LossKind.SUMR:
-        den = p * y + eps
-        d_p = 1 / den - (p + y + eps) * y / den**2
-    elif kind == LossKind.LOGMIN:
-        m = torch.minimum(p, y)
-        w = (p < y) + 0.5 * (p == y)
-        log = torch.log((1 + eps) / (m + eps))
-        d_p = log + w * (log - (p + y + m) / (m + eps))
-    else:
-        raise ValueError(f"{kind!r} is not a named loss")
-    return d_p * dp_ds

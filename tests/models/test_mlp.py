@@ -3,7 +3,8 @@ import torch
 
 from lossgen.formula import parse
 from lossgen.losses import from_program, named
-from lossgen.models.mlp import MLPPopulation, batch_losses, losses_and_grads
+from lossgen.losses import batch_losses, losses_and_grads
+from lossgen.models.mlp import MLPPopulation
 
 U, I, DIM = 25, 35, 8
 
