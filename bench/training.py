@@ -32,35 +32,32 @@ from lossgen.train import TrainConfig, train_epoch
 LOSSES = [named("BCE"), named("MSE"), named("MaxR", 1e-3), from_program(parse("max(y_hat, y) * (1 / (y_hat + 1))"))]
 
 
-def population_rate(data, k: int, repeats: int) -> float:
-    specs = [LOSSES[i % len(LOSSES)] for i in range(k)]
-    model = MFPopulation.init(data.n_users, data.n_items, list(range(k)))
-    table = LossTable.build(specs)
-    config, gen = TrainConfig(), torch.Generator().manual_seed(0)
-    tr, val = data.train, data.validation
+def fastest_epoch(model, losses, data, repeats: int) -> float:
+    """Seconds of the fastest of `repeats` epochs (training plus validation AUC)."""
+    config, gen, tr, val = TrainConfig(), torch.Generator().manual_seed(0), data.train, data.validation
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        train_epoch(model, table, tr.users, tr.items, tr.labels, config, gen)
+        train_epoch(model, losses, tr.users, tr.items, tr.labels, config, gen)
         auc(model.predict(val.users, val.items), val.labels)
         best = min(best, time.perf_counter() - start)
-    return k / best
+    return best
+
+
+def population_rate(data, k: int, repeats: int) -> float:
+    specs = [LOSSES[i % len(LOSSES)] for i in range(k)]
+    model = MFPopulation.init(data.n_users, data.n_items, list(range(k)))
+    return k / fastest_epoch(model, LossTable.build(specs), data, repeats)
 
 
 def mlp_rate(data, k: int, repeats: int) -> float:
     """MLP population: whole epochs (after a few warm-up steps) plus the validation AUC."""
     specs = [LOSSES[i % len(LOSSES)] for i in range(k)]
     model = MLPPopulation.init(data.n_users, data.n_items, list(range(k)))
-    config, gen, tr, val = TrainConfig(), torch.Generator().manual_seed(0), data.train, data.validation
+    config, tr = TrainConfig(), data.train
     for idx in torch.arange(5 * config.batch_size).split(config.batch_size):  # buffers, caches
         model.step(specs, tr.users[idx], tr.items[idx], tr.labels[idx], config.lr, config.l2)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        train_epoch(model, specs, tr.users, tr.items, tr.labels, config, gen)
-        auc(model.predict(val.users, val.items), val.labels)
-        best = min(best, time.perf_counter() - start)
-    return k / best
+    return k / fastest_epoch(model, specs, data, repeats)
 
 
 def baseline_rate(data, candidates: int) -> float:

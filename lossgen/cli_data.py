@@ -19,6 +19,15 @@ data_app = typer.Typer(no_args_is_help=True, help="Datasets: statistics and prep
 console = Console()
 
 DATASET_ARG = typer.Argument(..., help="ml-100k, synthetic[:users=N,items=N,density=F,seed=N], a split directory or a ratings CSV.")
+# Options shared by `stats` and `prepare`: how a dataset is read and split.
+THRESHOLD_OPT = typer.Option(3.0, help="Label 1 iff rating > threshold.")
+MIN_INTERACTIONS_OPT = typer.Option(5, help="Users with fewer interactions stay wholly in train.")
+DOWNLOAD_OPT = typer.Option(True, help="Download ml-100k from GroupLens when it is not found.")
+USER_COL_OPT = typer.Option("user", help="Ratings CSV: user id column.")
+ITEM_COL_OPT = typer.Option("item", help="Ratings CSV: item id column.")
+RATING_COL_OPT = typer.Option("rating", help="Ratings CSV: rating column.")
+TIME_COL_OPT = typer.Option("timestamp", help="Ratings CSV: timestamp column ('' = file order).")
+SEP_OPT = typer.Option(None, help="Ratings CSV: separator (default: tab for .tsv, else comma).")
 DATA_DIR_OPT = typer.Option(None, "--data-dir", help="Directory holding ml-100k/u.data (else LOSSGEN_DATA_DIR, then the cache).")
 
 
@@ -51,14 +60,14 @@ def _csv_options(user_col, item_col, rating_col, time_col, sep) -> dict:
 def stats(
     dataset: str = DATASET_ARG,
     data_dir: Optional[Path] = DATA_DIR_OPT,
-    threshold: float = typer.Option(3.0, help="Label 1 iff rating > threshold."),
-    min_interactions: int = typer.Option(5, help="Users with fewer interactions stay wholly in train."),
-    download: bool = typer.Option(True, help="Download ml-100k from GroupLens when it is not found."),
-    user_col: str = typer.Option("user", help="Ratings CSV: user id column."),
-    item_col: str = typer.Option("item", help="Ratings CSV: item id column."),
-    rating_col: str = typer.Option("rating", help="Ratings CSV: rating column."),
-    time_col: str = typer.Option("timestamp", help="Ratings CSV: timestamp column ('' = file order)."),
-    sep: Optional[str] = typer.Option(None, help="Ratings CSV: separator (default: tab for .tsv, else comma)."),
+    threshold: float = THRESHOLD_OPT,
+    min_interactions: int = MIN_INTERACTIONS_OPT,
+    download: bool = DOWNLOAD_OPT,
+    user_col: str = USER_COL_OPT,
+    item_col: str = ITEM_COL_OPT,
+    rating_col: str = RATING_COL_OPT,
+    time_col: str = TIME_COL_OPT,
+    sep: Optional[str] = SEP_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Print the dataset's Table 3 row (users, items, positive, negative, density) and its split sizes."""
@@ -91,14 +100,14 @@ def prepare(
     out: Path = typer.Option(..., "--out", help="Directory to write NAME.{train,validation,test}.csv and NAME.info.json."),
     name: Optional[str] = typer.Option(None, help="NAME of the split files (default: the dataset's name)."),
     data_dir: Optional[Path] = DATA_DIR_OPT,
-    threshold: float = typer.Option(3.0, help="Label 1 iff rating > threshold."),
-    min_interactions: int = typer.Option(5, help="Users with fewer interactions stay wholly in train."),
-    download: bool = typer.Option(True, help="Download ml-100k from GroupLens when it is not found."),
-    user_col: str = typer.Option("user", help="Ratings CSV: user id column."),
-    item_col: str = typer.Option("item", help="Ratings CSV: item id column."),
-    rating_col: str = typer.Option("rating", help="Ratings CSV: rating column."),
-    time_col: str = typer.Option("timestamp", help="Ratings CSV: timestamp column ('' = file order)."),
-    sep: Optional[str] = typer.Option(None, help="Ratings CSV: separator (default: tab for .tsv, else comma)."),
+    threshold: float = THRESHOLD_OPT,
+    min_interactions: int = MIN_INTERACTIONS_OPT,
+    download: bool = DOWNLOAD_OPT,
+    user_col: str = USER_COL_OPT,
+    item_col: str = ITEM_COL_OPT,
+    rating_col: str = RATING_COL_OPT,
+    time_col: str = TIME_COL_OPT,
+    sep: Optional[str] = SEP_OPT,
 ) -> None:
     """Write the dataset's split in the split-file format (tab-separated uid, iid, label)."""
     from lossgen.data import SplitSettings, prepare_to
