@@ -26,7 +26,7 @@ import torch
 
 from lossgen.atomic import write_bytes_atomic, write_text_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,14 +46,22 @@ CREATE TABLE IF NOT EXISTS candidates (
     duplicate_of TEXT,
     reward REAL,
     accepted INTEGER NOT NULL DEFAULT 0,
+    evaluation INTEGER,
+    validation REAL,
+    train_loss REAL,
+    note TEXT,
     phase2_rate REAL,
     phase3 TEXT
 );
 CREATE INDEX IF NOT EXISTS candidates_round ON candidates(round);
 """
 
+# proxy: "passed" (evaluated), "off" (evaluated, proxy test disabled), "zero-gradient" or
+# "duplicate" (not evaluated; duplicate_of names the candidate whose reward was reused).
+# evaluation: 1-based count of full evaluations when this one was trained (NULL if it was not);
+# validation / train_loss: the metric and mean training loss after its epoch; note: e.g. "diverged".
 CANDIDATE_FIELDS = ("id", "round", "program", "formula", "fingerprint", "strategy", "proxy", "duplicate_of",
-                    "reward", "accepted", "phase2_rate", "phase3")
+                    "reward", "accepted", "evaluation", "validation", "train_loss", "note", "phase2_rate", "phase3")
 
 
 class RunError(ValueError):
@@ -179,6 +187,14 @@ class RunStore:
     def rounds(self) -> list[dict]:
         return [{"round": r, "finished_at": t, **json.loads(info)}
                 for r, t, info in self.db.execute("SELECT round, finished_at, info FROM rounds ORDER BY round")]
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON value under `key` (run-level facts: limits used, initial metrics, phase results)."""
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
 
     def set_phase2(self, rates: dict[str, float]) -> None:
         self._update_many("phase2_rate", rates)
