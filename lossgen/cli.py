@@ -21,6 +21,8 @@ from lossgen.cli_data import data_app  # noqa: E402  (the `data` commands live i
 app.add_typer(data_app, name="data")
 from lossgen.cli_evaluate import evaluate  # noqa: E402  (Phase III lives in cli_evaluate.py)
 app.command()(evaluate)
+from lossgen.cli_export import export  # noqa: E402  (export lives in cli_export.py)
+app.command()(export)
 console = Console()
 
 # The paper's losses (Table 4) with smoothing e = 1, the constant terminal.
