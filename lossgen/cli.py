@@ -23,6 +23,8 @@ from lossgen.cli_evaluate import evaluate  # noqa: E402  (Phase III lives in cli
 app.command()(evaluate)
 from lossgen.cli_export import export  # noqa: E402  (export lives in cli_export.py)
 app.command()(export)
+from lossgen.cli_report import report  # noqa: E402  (report lives in cli_report.py)
+app.command()(report)
 console = Console()
 
 # The paper's losses (Table 4) with smoothing e = 1, the constant terminal.
