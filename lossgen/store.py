@@ -130,6 +130,18 @@ class RunStore:
             raise RunError(f"corrupted run directory {path}: run.db is unreadable ({err})") from None
         return RunStore(path, config, db, keep)
 
+    @staticmethod
+    def open_existing(path: str | Path) -> "RunStore":
+        """Reopen a run directory with the config it was created with."""
+        path = Path(path)
+        if not (path / "config.json").is_file() or not (path / "run.db").is_file():
+            raise RunError(f"{path} is not a lossgen run directory (no config.json and run.db)")
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise RunError(f"corrupted run directory {path}: config.json is unreadable ({err})") from None
+        return RunStore.open_or_create(path, config)
+
     def close(self) -> None:
         self.db.close()
 

@@ -17,6 +17,7 @@ import torch
 
 import lossgen.kernels  # noqa: F401  (loads the compiled ops)
 from lossgen.losses import LossSpec
+from lossgen.models.jacobian import prediction_gram
 from lossgen.programs import batch as batch_programs
 
 INIT_STD = 0.01
@@ -112,6 +113,22 @@ class MFPopulation:
 
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.scores(users, items))
+
+    def proxy_gram(self, users: torch.Tensor, items: torch.Tensor, index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate `index`'s predictions on a small batch and the Gram matrix of their Jacobian
+        with respect to its parameters (the rows the batch touches; the rest have zero gradient)."""
+        uniq_u, at_u = torch.unique(users, return_inverse=True)
+        uniq_i, at_i = torch.unique(items, return_inverse=True)
+        s = float(self.scale[index])
+        params = {"p": self.user_emb[index, uniq_u] * s, "q": self.item_emb[index, uniq_i] * s,
+                  "bu": self.user_bias[index, uniq_u] * s, "bi": self.item_bias[index, uniq_i] * s,
+                  "g": self.global_bias[index : index + 1] * s}
+
+        def forward(t):
+            score = (t["p"][at_u] * t["q"][at_i]).sum(1) + t["bu"][at_u] + t["bi"][at_i] + t["g"]
+            return torch.sigmoid(score)
+
+        return prediction_gram(forward, params)
 
     def _all(self):
         adam = (self.adam_moments, self.adam_step) if self.adam_moments.numel() else ()

@@ -26,6 +26,7 @@ from typing import Sequence
 import torch
 
 from lossgen.losses import LossSpec, loss_plan, losses_and_grads
+from lossgen.models.jacobian import prediction_gram
 from lossgen.models.mf import INIT_STD
 
 HIDDEN = (64, 16)
@@ -82,6 +83,17 @@ def _out_major(w: torch.Tensor) -> torch.Tensor:
     """``w`` [K, in, out] with its memory laid out as [K, out, in]."""
     wt = w.transpose(1, 2)
     return w if wt.is_contiguous() else wt.contiguous().transpose(1, 2)
+
+
+def _eval_scores(t: dict[str, torch.Tensor], user_rows: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
+    """Evaluation-mode scores ``[K, N]`` from gathered true embedding rows ``[K, N, d]`` and the
+    dense layers and running statistics in `t`."""
+    h = torch.cat([user_rows, item_rows], dim=-1)
+    for layer in (1, 2):
+        h = torch.baddbmm(t[f"b{layer}"].unsqueeze(1), h, t[f"w{layer}"])
+        h = (h - t[f"rm{layer}"].unsqueeze(1)) / torch.sqrt(t[f"rv{layer}"].unsqueeze(1) + BN_EPS)
+        h = torch.relu(h * t[f"g{layer}"].unsqueeze(1) + t[f"beta{layer}"].unsqueeze(1))
+    return torch.baddbmm(t["b3"].unsqueeze(1), h, t["w3"]).squeeze(-1)
 
 
 def _linear_init(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,17 +162,28 @@ class MLPPopulation:
     @torch.no_grad()
     def scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Pre-sigmoid scores ``[K, N]`` in evaluation mode (running batch-norm statistics)."""
-        t = self.t
-        s = t["scale"].to(torch.float32)[:, None, None]
-        h = torch.cat([s * t["user_emb"][:, users], s * t["item_emb"][:, items]], dim=-1)
-        for layer in (1, 2):
-            h = torch.baddbmm(t[f"b{layer}"].unsqueeze(1), h, t[f"w{layer}"])
-            h = (h - t[f"rm{layer}"].unsqueeze(1)) / torch.sqrt(t[f"rv{layer}"].unsqueeze(1) + BN_EPS)
-            h = torch.relu(h * t[f"g{layer}"].unsqueeze(1) + t[f"beta{layer}"].unsqueeze(1))
-        return torch.baddbmm(t["b3"].unsqueeze(1), h, t["w3"]).squeeze(-1)
+        s = self.t["scale"].to(torch.float32)[:, None, None]
+        return _eval_scores(self.t, s * self.t["user_emb"][:, users], s * self.t["item_emb"][:, items])
 
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.scores(users, items))
+
+    def proxy_gram(self, users: torch.Tensor, items: torch.Tensor, index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate `index`'s predictions on a small batch (evaluation mode: no dropout, running
+        batch-norm statistics, so the proxy test is deterministic) and the Gram matrix of their
+        Jacobian with respect to its parameters (touched embedding rows and the dense layers)."""
+        uniq_u, at_u = torch.unique(users, return_inverse=True)
+        uniq_i, at_i = torch.unique(items, return_inverse=True)
+        s = float(self.t["scale"][index])
+        params = {"user_emb": self.t["user_emb"][index, uniq_u] * s, "item_emb": self.t["item_emb"][index, uniq_i] * s}
+        params.update({n: self.t[n][index] for n in DENSE})
+        fixed = {n: self.t[n][index : index + 1] for n in ("rm1", "rv1", "rm2", "rv2")}
+
+        def forward(p):
+            t = {**fixed, **{n: p[n].unsqueeze(0) for n in DENSE}}
+            return torch.sigmoid(_eval_scores(t, p["user_emb"][at_u].unsqueeze(0), p["item_emb"][at_i].unsqueeze(0))[0])
+
+        return prediction_gram(forward, params)
 
     # ------------------------------------------------------------------ training
 
@@ -370,3 +393,10 @@ class MLPPopulation:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {n: t.clone() for n, t in self.t.items()}
+
+    @staticmethod
+    def from_state_dict(state: dict[str, torch.Tensor], seeds: Sequence[int]) -> "MLPPopulation":
+        """The population `state_dict` came from (`seeds` as given to `init`; the dropout streams
+        live in the state)."""
+        tensors = {n: t.clone() for n, t in state.items()}
+        return MLPPopulation(tensors, seeds, tensors["user_emb"].shape[2])

@@ -1,0 +1,439 @@
+"""Phase I, the loss search (paper Algorithm 1, batched; DESIGN.md "The three phases").
+
+Each round:
+  1. the strategy proposes `per_round` candidates (ask);
+  2. duplicates are recognised by a model-independent fingerprint (d f / d y_hat on a fixed probe
+     grid) remembered for the whole run; a duplicate reuses the reward of the earlier candidate;
+  3. the proxy test (paper §4.1.2) on a fixed training batch B: the recommender's parameter
+     gradient under f is J^T g (J the prediction Jacobian on B, g = f'(y_hat_B, y_B) / |B|), so
+     its norm and the distances between candidates follow from the |B| x |B| Gram matrix J J^T
+     (`lossgen.models.jacobian`). Norm < delta: zero gradient, default negative reward. Within
+     delta of a candidate already scored on the same recommender state: duplicate;
+  4. the survivors train one epoch each, side by side as a population, from copies of the
+     current recommender (same batch order for all); reward = change of the validation metric
+     (AUC, or -RMSE);
+  5. reward filtering: a copy is accepted when reward >= -eta, and the recommender moves on with
+     the best accepted copy (without filtering: with a uniformly drawn evaluated copy, as the
+     unfiltered sequential algorithm keeps every update);
+  6. every candidate and its outcome are recorded in the run store, in one commit per round,
+     together with a checkpoint of the recommender, the strategy and every RNG; the strategy is
+     told all rewards.
+
+Gradient duplicates are only compared within one recommender state (the gradients of earlier
+states are not comparable, and re-evaluating every scored candidate each round would grow with
+the run); the fingerprint is what remembers duplicates across the whole run.
+
+A killed run resumes from the last committed round and follows the same trajectory: the batch
+order, the strategy and the duplicate memory are all restored from the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import torch
+
+from lossgen import kernels
+from lossgen.data.dataset import Dataset
+from lossgen.formula import to_infix
+from lossgen.losses import from_program
+from lossgen.metrics import metric_for_task
+from lossgen.models import MFPopulation, MLPPopulation, create_population
+from lossgen.opset import parse_clamp
+from lossgen.programs import Program, batch
+from lossgen.search import Candidate, create
+from lossgen.store import RunStore
+from lossgen.train import TrainConfig, train_epoch
+
+# The fingerprint's probe grid: y_hat at 33 points of (0, 1), y in {0, 1}.
+PROBE_Y_HAT = torch.linspace(0.01, 0.99, 33).repeat(2)
+PROBE_Y = torch.cat([torch.zeros(33), torch.ones(33)])
+_PROXY_BATCH_SEED_OFFSET = 7919  # B is drawn from its own stream, independent of batch orders
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What defines a search run (stored in the run directory; a resume must match it)."""
+
+    strategy: str = "rl"
+    strategy_config: dict = field(default_factory=dict)  # e.g. {"op_set": "extended", "max_steps": 7}
+    seed: int = 0
+    per_round: int = 10  # candidates asked per round (the paper averages 10 rewards per update)
+    proxy: bool = True  # zero-gradient and gradient-duplicate tests
+    dedupe: bool = True  # run-wide fingerprint duplicates
+    proxy_batch: int | None = None  # |B|; None: 5 up to 200,000 training examples, else 20
+    delta: float = 1e-4
+    zero_reward: float = -0.05  # reward of a zero-gradient (or diverged) candidate
+    filtering: bool = True
+    eta: float = 1e-3  # accept a copy when reward >= -eta
+    model: str = "mf"
+    dim: int = 64
+    task: str = "classification"
+    clamp: str = "paper"
+    train: TrainConfig = TrainConfig()
+
+    def check(self) -> None:
+        if self.per_round < 1:
+            raise ValueError(f"per_round must be at least 1, got {self.per_round}")
+        if self.proxy_batch is not None and self.proxy_batch < 1:
+            raise ValueError(f"proxy_batch must be at least 1, got {self.proxy_batch}")
+        if self.delta < 0 or self.eta < 0:
+            raise ValueError("delta and eta must be >= 0")
+        if self.model not in ("mf", "mlp"):
+            raise ValueError(f"unknown model {self.model!r}; choose mf or mlp")
+        metric_for_task(self.task)
+        parse_clamp(self.clamp)
+        create(self.strategy, dict(self.strategy_config), seed=self.seed)  # validates name and config
+
+    def resolved(self, dataset: Dataset) -> "SearchConfig":
+        """The config with data-dependent defaults filled in."""
+        if self.proxy_batch is not None:
+            return self
+        return replace(self, proxy_batch=5 if len(dataset.train) <= 200_000 else 20)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "SearchConfig":
+        d = dict(d)
+        train = d.pop("train", {})
+        if "betas" in train:
+            train = {**train, "betas": tuple(train["betas"])}
+        return SearchConfig(**d, train=TrainConfig(**train))
+
+
+@dataclass(frozen=True)
+class SearchLimits:
+    """When a run stops (checked between rounds; not part of the run's identity, so a finished
+    run can be extended with larger limits). At least one must be set."""
+
+    budget: int | None = None  # full candidate evaluations
+    max_sampled: int | None = None  # sampled candidates
+    time_limit: float | None = None  # seconds of search (accumulated over resumes)
+    max_rounds: int | None = None
+    patience: int | None = None  # rounds without improvement of the recommender's validation metric
+
+    def check(self) -> None:
+        values = asdict(self)
+        if all(v is None for v in values.values()):
+            raise ValueError("no stopping rule: give a budget, max_sampled, time_limit, max_rounds or patience")
+        for name, v in values.items():
+            if v is not None and v <= 0:
+                raise ValueError(f"{name} must be positive, got {v}")
+
+    def reached(self, totals: dict, elapsed: float, rounds: int, stale: int) -> str | None:
+        if self.budget is not None and totals["evaluated"] >= self.budget:
+            return f"budget of {self.budget} evaluations reached"
+        if self.max_sampled is not None and totals["sampled"] >= self.max_sampled:
+            return f"{self.max_sampled} candidates sampled"
+        if self.time_limit is not None and elapsed >= self.time_limit:
+            return f"time limit of {self.time_limit:g} s reached"
+        if self.max_rounds is not None and rounds >= self.max_rounds:
+            return f"{self.max_rounds} rounds done"
+        if self.patience is not None and stale >= self.patience:
+            return f"no validation improvement for {self.patience} rounds"
+        return None
+
+
+def run_config(config: SearchConfig, dataset: Dataset, dataset_spec: str) -> dict:
+    """The dict stored as the run's config.json: the search config plus what identifies the data."""
+    return {**config.to_dict(), "dataset": dataset_spec, "data_key": dataset.key,
+            "data_shape": [dataset.n_users, dataset.n_items, len(dataset.train), len(dataset.validation)]}
+
+
+def fingerprints(grads: torch.Tensor) -> list[str]:
+    """16 hex digits per row of d f / d y_hat on the probe grid, rounded to 5 significant digits
+    so that equal functions computed in a different order still agree."""
+    rows = (grads.double() + 0.0).tolist()  # + 0.0 turns -0.0 into 0.0
+    return [hashlib.sha1(",".join(f"{v:.4e}" for v in row).encode()).hexdigest()[:16] for row in rows]
+
+
+@dataclass
+class RoundReport:
+    """What a round did (also the `info` stored with it)."""
+
+    round: int
+    sampled: int
+    evaluated: int
+    zero_gradient: int
+    duplicates: int
+    accepted: int
+    best_reward: float | None
+    moved_to: str | None
+    validation: float
+    train_metric: float
+    metric: str
+    elapsed: float
+    totals: dict
+    best_so_far: float | None
+    best_id: str | None
+
+
+@dataclass
+class SearchResult:
+    rounds: int
+    totals: dict
+    elapsed: float
+    stopped: str
+    best_id: str | None
+    best_reward: float | None
+
+
+class _GradientMemory:
+    """Proxy gradients of the candidates scored on the current recommender state, in the
+    coordinates where distances are Euclidean (h = g V sqrt(w) for G = V diag(w) V^T)."""
+
+    def __init__(self, gram: torch.Tensor):
+        w, v = torch.linalg.eigh(gram)
+        self.transform = v * w.clamp_min(0).sqrt()
+        self.h = torch.empty(0, gram.shape[0], dtype=torch.float64)
+        self.ids: list[str] = []
+
+    def coords(self, g: torch.Tensor) -> torch.Tensor:
+        return g.double() @ self.transform
+
+    def add(self, h: torch.Tensor, cid: str) -> None:
+        self.h = torch.cat([self.h, h.unsqueeze(0)])
+        self.ids.append(cid)
+
+    def nearest(self, h: torch.Tensor) -> tuple[str | None, float]:
+        if not self.ids:
+            return None, math.inf
+        d = torch.linalg.vector_norm(self.h - h, dim=1)
+        k = int(torch.argmin(d))
+        return self.ids[k], float(d[k])
+
+
+class LossSearch:
+    """One Phase I run over a run store. `run(limits)` continues it until a limit is reached."""
+
+    def __init__(self, dataset: Dataset, store: RunStore, config: SearchConfig):
+        config.check()
+        self.dataset, self.store, self.config = dataset, store, config.resolved(dataset)
+        self.metric = metric_for_task(config.task)
+        train = dataset.train
+        gen = torch.Generator().manual_seed(self.config.seed + _PROXY_BATCH_SEED_OFFSET)
+        pick = torch.randperm(len(train), generator=gen)[: self.config.proxy_batch]
+        self.proxy_users, self.proxy_items = train.users[pick], train.items[pick]
+        self.proxy_labels = train.labels[pick]
+        self.clamp = parse_clamp(self.config.clamp)
+        self._unbooked = 0.0
+        self._restore()
+
+    # ------------------------------------------------------------------ state
+
+    def _new_model(self, seeds: Sequence[int]):
+        return create_population(self.config.model, self.dataset.n_users, self.dataset.n_items, seeds, self.config.dim)
+
+    def _restore(self) -> None:
+        cfg, store = self.config, self.store
+        checkpoint = store.load_checkpoint()
+        self.strategy = create(cfg.strategy, dict(cfg.strategy_config), seed=cfg.seed)
+        self.order_gen = torch.Generator().manual_seed(cfg.seed)
+        if checkpoint is None:
+            self.model = self._new_model([cfg.seed])
+            self.round = 0
+            self.totals = {"sampled": 0, "evaluated": 0, "zero_gradient": 0, "duplicates": 0}
+            self.elapsed = 0.0
+            self.utility = float(self._utility(self.model, self.dataset.validation)[0])
+            self.train_metric = self._reported(float(self._utility(self.model, self.dataset.train)[0]))
+            self.best_utility, self.stale = self.utility, 0
+            self.best_so_far, self.best_id = None, None
+            store.set_meta("initial", {"validation": self._reported(self.utility), "train_metric": self.train_metric})
+        else:
+            s = checkpoint.state
+            if cfg.model == "mf":
+                self.model = MFPopulation.from_state_dict(s["model"])
+            else:
+                self.model = MLPPopulation.from_state_dict(s["model"], [cfg.seed])
+            self.strategy.load_state_dict(s["strategy"])
+            self.order_gen.set_state(s["order_gen"])
+            self.round = checkpoint.round + 1
+            for key in ("totals", "elapsed", "utility", "train_metric", "best_utility", "stale", "best_so_far", "best_id"):
+                setattr(self, key, s[key])
+        self._rebuild_memory()
+
+    def _state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
+                "order_gen": self.order_gen.get_state(), "totals": dict(self.totals), "elapsed": self.elapsed,
+                "utility": self.utility, "train_metric": self.train_metric, "best_utility": self.best_utility,
+                "stale": self.stale, "best_so_far": self.best_so_far, "best_id": self.best_id}
+
+    def _rebuild_memory(self) -> None:
+        """The run-wide fingerprint memory and the gradient memory of the current recommender
+        state, from the store (so a resumed run remembers exactly what the original did)."""
+        self.seen: dict[str, tuple[str, float]] = {}  # fingerprint -> (candidate id, reward)
+        rows = self.store.candidates()
+        for row in rows:
+            if row["duplicate_of"] is None and row["fingerprint"] and row["fingerprint"] not in self.seen:
+                self.seen[row["fingerprint"]] = (row["id"], row["reward"])
+        self._start_state()
+        if not self.config.proxy:
+            return
+        moved = [r["round"] for r in self.store.rounds() if r.get("moved_to")]
+        since = moved[-1] if moved else -1
+        recent = [r for r in rows if r["round"] > since and r["proxy"] == "passed"]
+        if recent:
+            g = self._proxy_g([Program(p) for p in (r["program"] for r in recent)])
+            for row, h in zip(recent, self.memory.coords(g)):
+                self.memory.add(h, row["id"])
+        self.reward_of = {r["id"]: r["reward"] for r in recent}
+
+    def _start_state(self) -> None:
+        """A new recommender state: fresh proxy predictions, Gram matrix and gradient memory."""
+        y_hat, gram = self.model.proxy_gram(self.proxy_users, self.proxy_items)
+        self.proxy_y_hat, self.memory = y_hat, _GradientMemory(gram)
+        self.reward_of: dict[str, float] = {}
+
+    def _utility(self, model, split) -> torch.Tensor:
+        return self.metric.utility(model.predict(split.users, split.items), split.labels).double()
+
+    def _reported(self, utility: float) -> float:
+        return utility if self.metric.higher_is_better else -utility
+
+    def _proxy_g(self, programs: list[Program]) -> torch.Tensor:
+        _, grads = kernels.evaluate(batch(programs), self.proxy_y_hat, self.proxy_labels, self.clamp)
+        return grads / len(self.proxy_labels)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, limits: SearchLimits, progress: Callable[[RoundReport], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> SearchResult:
+        limits.check()
+        while True:
+            reason = limits.reached(self.totals, self.elapsed, self.round, self.stale)
+            if reason is None and should_stop is not None and should_stop():
+                reason = "interrupted"
+            if reason is not None:
+                return SearchResult(self.round, dict(self.totals), self.elapsed, reason, self.best_id, self.best_so_far)
+            report = self.step()
+            if progress is not None:
+                progress(report)
+
+    def step(self) -> RoundReport:
+        """One round, committed to the store before it returns."""
+        cfg, start = self.config, time.perf_counter() - self._unbooked
+        self._unbooked = 0.0
+        candidates = self.strategy.ask(cfg.per_round)
+        programs = [c.program for c in candidates]
+        rows = [{"id": c.id, "program": [list(s) for s in c.program.steps], "formula": to_infix(c.program),
+                 "strategy": c.strategy, "reward": None, "accepted": False} for c in candidates]
+        _, probe = kernels.evaluate(batch(programs), PROBE_Y_HAT, PROBE_Y, self.clamp)
+        for row, fp in zip(rows, fingerprints(probe)):
+            row["fingerprint"] = fp
+        g = self._proxy_g(programs) if cfg.proxy else None
+        coords = self.memory.coords(g) if cfg.proxy else None
+        norms = torch.linalg.vector_norm(coords, dim=1) if cfg.proxy else None
+
+        survivors: list[int] = []
+        round_seen: dict[str, str] = {}  # fingerprint -> id, for this round's not-yet-scored ones
+        for k, row in enumerate(rows):
+            fp = row["fingerprint"]
+            if cfg.dedupe and (fp in self.seen or fp in round_seen):
+                row["proxy"] = "duplicate"
+                row["duplicate_of"] = self.seen[fp][0] if fp in self.seen else round_seen[fp]
+                continue
+            if cfg.proxy and float(norms[k]) < cfg.delta:
+                row["proxy"], row["reward"] = "zero-gradient", cfg.zero_reward
+            elif cfg.proxy:
+                near, dist = self.memory.nearest(coords[k])
+                if dist < cfg.delta:
+                    row["proxy"], row["duplicate_of"] = "duplicate", near
+                    continue
+                row["proxy"] = "passed"
+                self.memory.add(coords[k], row["id"])
+                survivors.append(k)
+            else:
+                row["proxy"] = "off"
+                survivors.append(k)
+            round_seen[fp] = row["id"]
+
+        moved_to = self._evaluate(rows, survivors, programs)
+
+        # Rewards of the duplicates, now that every original has one.
+        by_id = {row["id"]: row for row in rows}
+        for row in rows:
+            if row["proxy"] == "duplicate":
+                original = by_id.get(row["duplicate_of"])
+                if original is not None:
+                    row["reward"] = original["reward"]
+                elif row["duplicate_of"] in self.reward_of:
+                    row["reward"] = self.reward_of[row["duplicate_of"]]
+                else:
+                    row["reward"] = self.seen[row["fingerprint"]][1]
+            elif cfg.dedupe and row["fingerprint"] not in self.seen:
+                self.seen[row["fingerprint"]] = (row["id"], row["reward"])
+            if row["proxy"] == "passed" and moved_to is None:  # a move started a new memory
+                self.reward_of[row["id"]] = row["reward"]
+
+        self.strategy.tell(candidates, [row["reward"] for row in rows])
+        counts = {"sampled": len(rows), "evaluated": len(survivors),
+                  "zero_gradient": sum(r["proxy"] == "zero-gradient" for r in rows),
+                  "duplicates": sum(r["proxy"] == "duplicate" for r in rows)}
+        for key, n in counts.items():
+            self.totals[key] += n
+        evaluated = [rows[k] for k in survivors]
+        best_round = max((r["reward"] for r in evaluated), default=None)
+        for r in evaluated:
+            if self.best_so_far is None or r["reward"] > self.best_so_far:
+                self.best_so_far, self.best_id = r["reward"], r["id"]
+        if self.utility > self.best_utility:
+            self.best_utility, self.stale = self.utility, 0
+        else:
+            self.stale += 1
+        self.elapsed += time.perf_counter() - start
+        report = RoundReport(self.round, **counts, accepted=sum(r["accepted"] for r in rows), best_reward=best_round,
+                             moved_to=moved_to, validation=self._reported(self.utility), train_metric=self.train_metric,
+                             metric=self.metric.name, elapsed=self.elapsed, totals=dict(self.totals),
+                             best_so_far=self.best_so_far, best_id=self.best_id)
+        info = asdict(report)
+        del info["round"]
+        committing = time.perf_counter()
+        self.store.commit_round(self.round, rows, info, self._state(), time.time())
+        self._unbooked = time.perf_counter() - committing  # booked to the next round's time
+        self.round += 1
+        return report
+
+    def _evaluate(self, rows: list[dict], survivors: list[int], programs: list[Program]) -> str | None:
+        """Train the survivors one epoch from copies of the recommender, set their rewards,
+        apply reward filtering and move the recommender; returns the id it moved to."""
+        cfg = self.config
+        if not survivors:
+            return None
+        specs = [from_program(programs[k], self.clamp, name=rows[k]["id"]) for k in survivors]
+        population = self.model.select([0] * len(survivors))
+        train = self.dataset.train
+        losses = train_epoch(population, specs, train.users, train.items, train.labels, cfg.train, self.order_gen)
+        utility = self._utility(population, self.dataset.validation)
+        first = self.totals["evaluated"]
+        for j, k in enumerate(survivors):
+            row = rows[k]
+            u, loss = float(utility[j]), float(losses[j])
+            row["evaluation"] = first + j + 1
+            row["train_loss"] = loss if math.isfinite(loss) else None
+            if math.isfinite(u):
+                row["validation"] = self._reported(u)
+                row["reward"] = u - self.utility
+            else:
+                row["reward"], row["note"] = cfg.zero_reward, "diverged"
+            row["accepted"] = row["reward"] >= -cfg.eta if cfg.filtering else True
+        if cfg.filtering:
+            accepted = [j for j, k in enumerate(survivors) if rows[survivors[j]]["accepted"]]
+            if not accepted:
+                return None
+            chosen = max(accepted, key=lambda j: (rows[survivors[j]]["reward"], -j))
+        else:
+            finite = [j for j, k in enumerate(survivors) if rows[k].get("note") is None]
+            if not finite:
+                return None
+            chosen = finite[int(torch.randint(len(finite), (1,), generator=self.order_gen))]
+        self.model = population.select([chosen])
+        self.utility = float(utility[chosen])
+        self.train_metric = self._reported(float(self._utility(self.model, train)[0]))
+        self._start_state()
+        return rows[survivors[chosen]]["id"]
