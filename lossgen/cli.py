@@ -25,6 +25,10 @@ from lossgen.cli_export import export  # noqa: E402  (export lives in cli_export
 app.command()(export)
 from lossgen.cli_report import report  # noqa: E402  (report lives in cli_report.py)
 app.command()(report)
+from lossgen.cli_pipeline import check, run, search  # noqa: E402  (Phases I-II and the pipeline)
+app.command()(search)
+app.command()(check)
+app.command()(run)
 console = Console()
 
 # The paper's losses (Table 4) with smoothing e = 1, the constant terminal.
@@ -114,33 +118,6 @@ def formula(
     for t, (op, a, b) in enumerate(program.steps):
         operands = f"s{a}" if Op(op).arity == 1 else f"s{a}, s{b}"
         console.print(f"  s{t + 3} = {Op(op).pretty}({operands})", highlight=False)
-
-
-@app.command()
-def check(
-    loss: list[str] = typer.Option(..., "--loss", help="A loss formula; repeatable."),
-    clamp: str = typer.Option("paper", help="Clamp mode the losses are trained with."),
-    threshold: float = typer.Option(0.9, help="Pass at a positive rate at or above this."),
-    pairs: int = typer.Option(2000, help="Synthesized (y_hat, y) pairs."),
-) -> None:
-    """Phase II, the validation check: the share of synthesized pairs where each loss's gradient
-    has the right sign (>= 0 for y = 0, <= 0 for y = 1). Exit 1 if any loss fails."""
-    from lossgen.formula import parse
-    from lossgen.phases.check import validation_check
-
-    try:
-        programs = [parse(text) for text in loss]
-        result = validation_check(programs, clamp, threshold, pairs)
-    except ValueError as err:
-        fail(str(err))
-    table = Table(title=f"Validation check ({pairs:,} pairs, clamp={clamp}, pass at >= {threshold:g})")
-    for col in ("loss", "positive rate", "result"):
-        table.add_column(col)
-    for program, rate, ok in zip(programs, result.rates, result.passed):
-        table.add_row(str(program), f"{rate:.4f}", "pass" if ok else "fail")
-    console.print(table)
-    if not all(result.passed):
-        raise typer.Exit(1)
 
 
 @kernels_app.command("verify")

@@ -9,15 +9,56 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.progress import Progress
+from rich.table import Table
 
 console = Console()
 
 
+def run_phase3(store, data, top: int, seeds: int, max_epochs: int, baselines: str, optimizer: str = "sgd"):
+    """Phase III on a run's best candidates next to `baselines`; prints the table."""
+    from lossgen.cli import fail
+    from lossgen.phases.effectiveness import EffectivenessConfig
+    from lossgen.phases.runs import evaluate_run
+    from lossgen.store import RunError
+    from lossgen.train import TrainConfig
+
+    if data.key != store.config.get("data_key"):
+        fail(f"the dataset {data.name!r} differs from the one run {store.path} searched on (its split key changed)")
+    try:
+        train = TrainConfig(**{**store.config.get("train", {}), "optimizer": optimizer,
+                               "betas": tuple(store.config.get("train", {}).get("betas", (0.9, 0.999)))})
+        config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, train=train)
+        with Progress(console=console, transient=True) as bar:
+            job = bar.add_task("Phase III", total=max_epochs)
+
+            def progress(epoch: int, active: int) -> None:
+                bar.update(job, completed=epoch, description=f"Phase III: epoch {epoch}, {active} runs training")
+
+            result = evaluate_run(store, data, top, baselines, config, progress)
+    except (RunError, ValueError) as err:
+        fail(str(err))
+    phase3 = store.get_meta("phase3")
+    metric = phase3["metric"]
+    table = Table(title=f"Phase III on {data.name} ({store.config.get('model')}, {seeds} seeds): test {metric.upper()}")
+    for col in ("loss", "formula", "validation", f"test {metric}", f"vs {result.reference}", "p"):
+        table.add_column(col)
+    for e in phase3["results"]:
+        ref = e["vs_reference"]
+        table.add_row(e["name"], e["formula"] if e["candidate"] else "", f"{e['validation']:.4f}",
+                      f"{e['test_mean']:.4f} ± {e['test_std']:.4f}",
+                      f"{ref['difference']:+.4f} [{ref['ci95'][0]:+.4f}, {ref['ci95'][1]:+.4f}]" if ref else "reference"
+                      if e["name"] == result.reference else "", f"{ref['p_value']:.3f}" if ref else "")
+    console.print(table)
+    return result
+
+
 def evaluate(
+    run: Optional[Path] = typer.Argument(None, help="A run directory: evaluate its best candidates (after `lossgen check`)."),
+    top: int = typer.Option(3, help="With a run: best distinct passing candidates to evaluate."),
     dataset: str = typer.Option("synthetic", help="ml-100k, synthetic[:...], a split directory or a ratings CSV."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding ml-100k/u.data."),
     model: str = typer.Option("mf", help="Recommender: mf (biased MF) or mlp (the paper's MLP)."),
-    losses: str = typer.Option("BCE,MSE,Hinge,Focal,MaxR,SumR,LogMin", help="Comma-separated named losses."),
+    losses: Optional[str] = typer.Option(None, help="Comma-separated named losses. [default: all seven; with a run: BCE,MSE,Hinge,Focal]"),
     loss: list[str] = typer.Option([], "--loss", help='A loss formula, e.g. "max(y_hat, y) * (1 / (y_hat + 1))"; repeatable.'),
     clamp: str = typer.Option("paper", help="Clamp mode of formula losses: paper, official or symmetric."),
     seeds: int = typer.Option(3, help="Seeds per loss (0, 1, ...)."),
@@ -47,6 +88,24 @@ def evaluate(
         fail(f"unknown --task {task!r}; choose classification or regression")
     if seeds < 1 or max_epochs < 1:
         fail("--seeds and --max-epochs must be at least 1")
+    if run is not None:
+        from lossgen.cli_pipeline import _open_run
+
+        if loss:
+            fail("--loss formulas cannot be added to a run's evaluation; run `lossgen evaluate` without a run")
+        if top < 1:
+            fail("--top must be at least 1")
+        store = _open_run(run)
+        try:
+            data = load(store.config["dataset"], data_dir)
+        except ValueError as err:
+            fail(" ".join(str(err).split()))
+        run_phase3(store, data, top, seeds, max_epochs, "BCE,MSE,Hinge,Focal" if losses is None else losses, optimizer)
+        console.print(f"wrote {Path(store.path) / 'phase3'}", highlight=False)
+        store.close()
+        return
+    if losses is None:
+        losses = "BCE,MSE,Hinge,Focal,MaxR,SumR,LogMin"
     try:
         specs = parse_losses(losses) if losses.strip() else []
         specs += [from_program(parse(text), clamp) for text in loss]

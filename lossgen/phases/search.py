@@ -45,7 +45,7 @@ from lossgen.metrics import metric_for_task
 from lossgen.models import MFPopulation, MLPPopulation, create_population
 from lossgen.opset import parse_clamp
 from lossgen.programs import Program, batch
-from lossgen.search import Candidate, create
+from lossgen.search import SearchStrategy, create
 from lossgen.store import RunStore
 from lossgen.train import TrainConfig, train_epoch
 
@@ -212,8 +212,11 @@ class _GradientMemory:
 class LossSearch:
     """One Phase I run over a run store. `run(limits)` continues it until a limit is reached."""
 
-    def __init__(self, dataset: Dataset, store: RunStore, config: SearchConfig):
+    def __init__(self, dataset: Dataset, store: RunStore, config: SearchConfig, strategy: SearchStrategy | None = None):
+        """`strategy`: an already built strategy to use instead of `create(config.strategy, ...)`
+        (its state is still checkpointed and restored)."""
         config.check()
+        self._given_strategy = strategy
         self.dataset, self.store, self.config = dataset, store, config.resolved(dataset)
         self.metric = metric_for_task(config.task)
         train = dataset.train
@@ -233,7 +236,7 @@ class LossSearch:
     def _restore(self) -> None:
         cfg, store = self.config, self.store
         checkpoint = store.load_checkpoint()
-        self.strategy = create(cfg.strategy, dict(cfg.strategy_config), seed=cfg.seed)
+        self.strategy = self._given_strategy or create(cfg.strategy, dict(cfg.strategy_config), seed=cfg.seed)
         self.order_gen = torch.Generator().manual_seed(cfg.seed)
         if checkpoint is None:
             self.model = self._new_model([cfg.seed])
