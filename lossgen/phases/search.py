@@ -339,7 +339,10 @@ class LossSearch:
             fp = row["fingerprint"]
             if cfg.dedupe and (fp in self.seen or fp in round_seen):
                 row["proxy"] = "duplicate"
-                row["duplicate_of"] = self.seen[fp][0] if fp in self.seen else round_seen[fp]
+                if fp in self.seen:  # an earlier round's: its reward is known
+                    row["duplicate_of"], row["reward"] = self.seen[fp]
+                else:
+                    row["duplicate_of"] = round_seen[fp]
                 continue
             if cfg.proxy and float(norms[k]) < cfg.delta:
                 row["proxy"], row["reward"] = "zero-gradient", cfg.zero_reward
@@ -347,6 +350,7 @@ class LossSearch:
                 near, dist = self.memory.nearest(coords[k])
                 if dist < cfg.delta:
                     row["proxy"], row["duplicate_of"] = "duplicate", near
+                    row["reward"] = self.reward_of.get(near)  # None: scored this round, set below
                     continue
                 row["proxy"] = "passed"
                 self.memory.add(coords[k], row["id"])
@@ -362,13 +366,8 @@ class LossSearch:
         by_id = {row["id"]: row for row in rows}
         for row in rows:
             if row["proxy"] == "duplicate":
-                original = by_id.get(row["duplicate_of"])
-                if original is not None:
-                    row["reward"] = original["reward"]
-                elif row["duplicate_of"] in self.reward_of:
-                    row["reward"] = self.reward_of[row["duplicate_of"]]
-                else:
-                    row["reward"] = self.seen[row["fingerprint"]][1]
+                if row["reward"] is None:
+                    row["reward"] = by_id[row["duplicate_of"]]["reward"]
             elif cfg.dedupe and row["fingerprint"] not in self.seen:
                 self.seen[row["fingerprint"]] = (row["id"], row["reward"])
             if row["proxy"] == "passed" and moved_to is None:  # a move started a new memory
