@@ -18,7 +18,9 @@ from rich.table import Table
 
 console = Console()
 
-DEFAULT_BUDGET = 200  # evaluations, when no stopping rule is given
+# When no stopping rule is given: 200 evaluations, or 500 rounds without validation improvement
+# (a strategy that only proposes duplicates may never reach the budget).
+DEFAULT_BUDGET, DEFAULT_PATIENCE = 200, 500
 
 # Option name -> built-in default (None: unset). The command line overrides the config file.
 SEARCH_DEFAULTS = {
@@ -36,7 +38,7 @@ DATASET_OPT = typer.Option(None, help="ml-100k, synthetic[:...], a split directo
 DATA_DIR_OPT = typer.Option(None, "--data-dir", help="Directory holding ml-100k/u.data.")
 MODEL_OPT = typer.Option(None, help="Recommender: mf or mlp. [default: mf]")
 TASK_OPT = typer.Option(None, help="classification (AUC reward) or regression (-RMSE). [default: classification]")
-BUDGET_OPT = typer.Option(None, help=f"Stop after this many full candidate evaluations. [default: {DEFAULT_BUDGET} if no other limit]")
+BUDGET_OPT = typer.Option(None, help=f"Stop after this many full candidate evaluations. [default: {DEFAULT_BUDGET}, with --patience {DEFAULT_PATIENCE}, if no limit is given]")
 MAX_SAMPLED_OPT = typer.Option(None, "--max-sampled", help="Stop after this many sampled candidates.")
 TIME_LIMIT_OPT = typer.Option(None, "--time-limit", help="Stop after this much search time: 3600, 90m, 2h.")
 MAX_ROUNDS_OPT = typer.Option(None, "--max-rounds", help="Stop after this many rounds.")
@@ -95,7 +97,7 @@ def _search_config(s: dict):
         time_limit = parse_duration(s["time_limit"]) if s["time_limit"] is not None else None
         limits = SearchLimits(s["budget"], s["max_sampled"], time_limit, s["max_rounds"], s["patience"])
         if all(v is None for v in (limits.budget, limits.max_sampled, limits.time_limit, limits.max_rounds, limits.patience)):
-            limits = SearchLimits(budget=DEFAULT_BUDGET)
+            limits = SearchLimits(budget=DEFAULT_BUDGET, patience=DEFAULT_PATIENCE)
         limits.check()
         ops = s["ops"] if s["ops"] in ("paper", "extended") else tuple(p.strip() for p in s["ops"].split(",") if p.strip())
         config = SearchConfig(
