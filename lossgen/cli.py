@@ -1,9 +1,10 @@
 """The `lossgen` command line (typer).
 
-For now: `demo` (the paper's losses through the compiled kernels), `formula` (parse a loss and
-show its canonical string, LaTeX and program) and `kernels verify` (fuzz the kernels against the
-PyTorch reference). User errors print one line and exit 2, without a traceback.
-"""
+The pipeline: `search` (Phase I), `check` (Phase II), `evaluate` (Phase III), `run` (all three),
+`report` and `export` of a run; `data stats|prepare`; and tools: `demo` (the paper's losses through
+the compiled kernels), `formula` (canonical string, LaTeX and program of a loss) and `kernels
+verify` (fuzz the kernels against the PyTorch reference). Commands live in the cli_*.py modules
+and are registered here. User errors print one line and exit 2, without a traceback."""
 
 from __future__ import annotations
 
