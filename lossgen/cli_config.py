@@ -36,20 +36,24 @@ def load_config_file(path: Path | None, known: set[str]) -> dict[str, Any]:
     return settings
 
 
-def resolve(cli: dict[str, Any], file: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def resolve(cli: dict[str, Any], file: dict[str, Any], defaults: dict[str, Any],
+            types: dict[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
     """Command line over file over defaults, for every key of `defaults`; file values are
-    checked against the default's type (ints are accepted where floats are expected)."""
+    checked against the default's type, or `types[key]` where given (needed for keys whose
+    default is None); ints are accepted where floats are expected, booleans only as bool."""
     out = {}
     for key, default in defaults.items():
         if cli.get(key) is not None:
             out[key] = cli[key]
         elif key in file:
             value = file[key]
-            expected = type(default) if default is not None else None
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            expected = (types or {}).get(key, type(default) if default is not None else None)
+            allowed = expected if isinstance(expected, tuple) else (expected,)
+            if float in allowed and int not in allowed and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if expected is not None and not isinstance(value, expected):
-                raise ConfigFileError(f"config key {key!r} should be {expected.__name__}, got {value!r}")
+            if expected is not None and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
+                names = " or ".join(t.__name__ for t in allowed)
+                raise ConfigFileError(f"config key {key!r} should be {names}, got {value!r}")
             out[key] = value
         else:
             out[key] = default

@@ -30,6 +30,9 @@ SEARCH_DEFAULTS = {
     "per_round": 10, "proxy": True, "dedupe": True, "filtering": True, "eta": 1e-3, "delta": 1e-4,
     "proxy_batch": None, "zero_reward": -0.05, "optimizer": "sgd", "lr": 0.01,
 }
+# Types of the options whose default is None, for checking config-file values.
+OPTION_TYPES = {"data_dir": str, "budget": int, "max_sampled": int, "time_limit": (str, int, float), "max_rounds": int,
+                "patience": int, "run_dir": str, "proxy_batch": int}
 PHASE_DEFAULTS = {"threshold": 0.9, "top": 3, "seeds": 3, "max_epochs": 300, "baselines": "BCE,MSE,Hinge,Focal"}
 
 # Options shared by `search` and `run`.
@@ -82,7 +85,7 @@ def _settings(cli: dict, config_file: Optional[Path], extra_defaults: dict | Non
     defaults = {**SEARCH_DEFAULTS, **(extra_defaults or {})}
     try:
         file = load_config_file(config_file, set(defaults))
-        return resolve(cli, file, defaults)
+        return resolve(cli, file, defaults, OPTION_TYPES)
     except ValueError as err:
         _fail(str(err))
 
