@@ -84,7 +84,8 @@ def _settings(cli: dict, config_file: Optional[Path], extra_defaults: dict | Non
 
     defaults = {**SEARCH_DEFAULTS, **(extra_defaults or {})}
     try:
-        file = load_config_file(config_file, set(defaults))
+        # one file serves `search` and `run`: search reads the search keys and ignores the phase keys
+        file = load_config_file(config_file, set(SEARCH_DEFAULTS) | set(PHASE_DEFAULTS))
         return resolve(cli, file, defaults, OPTION_TYPES)
     except ValueError as err:
         _fail(str(err))
