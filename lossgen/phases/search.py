@@ -423,17 +423,15 @@ class LossSearch:
                 row["reward"] = u - self.utility
             else:
                 row["reward"], row["note"] = cfg.zero_reward, "diverged"
-            row["accepted"] = row["reward"] >= -cfg.eta if cfg.filtering else True
+            # a diverged copy is never accepted, whatever eta; unfiltered, every other copy is
+            row["accepted"] = row.get("note") is None and (row["reward"] >= -cfg.eta or not cfg.filtering)
+        accepted = [j for j, k in enumerate(survivors) if rows[k]["accepted"]]
+        if not accepted:
+            return None
         if cfg.filtering:
-            accepted = [j for j, k in enumerate(survivors) if rows[survivors[j]]["accepted"]]
-            if not accepted:
-                return None
             chosen = max(accepted, key=lambda j: (rows[survivors[j]]["reward"], -j))
         else:
-            finite = [j for j, k in enumerate(survivors) if rows[k].get("note") is None]
-            if not finite:
-                return None
-            chosen = finite[int(torch.randint(len(finite), (1,), generator=self.order_gen))]
+            chosen = accepted[int(torch.randint(len(accepted), (1,), generator=self.order_gen))]
         self.model = population.select([chosen])
         self.utility = float(utility[chosen])
         self.train_metric = self._reported(float(self._utility(self.model, train)[0]))
