@@ -1,15 +1,10 @@
 import json
-import os
 import random
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
+from kill_resume import run_script
 from lossgen.store import RunError, RunStore, config_differences
 
 CONFIG = {"strategy": "rl", "seed": 3, "train": {"lr": 0.01, "batch": 128}}
@@ -86,29 +81,9 @@ for r in range(store.last_round() + 1, 60):
 """
 
 
-def committed_rounds(path) -> int:
-    db = path / "run.db"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05) as conn:
-            return conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def run_toy(path, kill_at_round=None, extra_delay=0.0):
     """Run the toy to the end, or SIGKILL it `extra_delay` s after it has committed `kill_at_round` rounds."""
-    proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, str(path)])
-    if kill_at_round is None:
-        assert proc.wait(timeout=120) == 0
-        return
-    deadline = time.monotonic() + 60
-    while committed_rounds(path) < kill_at_round and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(extra_delay)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_script(RUN_SCRIPT, path, kill_after=kill_at_round, delay=extra_delay, timeout=120)
 
 
 def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_path):

@@ -1,14 +1,9 @@
-import os
 import random
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
+from kill_resume import committed_rounds, run_script
 from lossgen import kernels
 from lossgen.data import load
 from lossgen.formula import parse
@@ -204,41 +199,17 @@ LossSearch(data, store, config).run(SearchLimits(max_rounds=int(sys.argv[3])))
 """
 
 
-def _committed(path) -> int:
-    db = path / "run.db"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05) as conn:
-            return conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
-def _run(path, rounds, kill_after=None, delay=0.0):
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(path), DATA_SPEC, str(rounds)])
-    if kill_after is None:
-        assert proc.wait(timeout=300) == 0
-        return
-    deadline = time.monotonic() + 120
-    while _committed(path) < kill_after and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    time.sleep(delay)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_path):
     rounds = 30
-    _run(tmp_path / "clean", rounds)
+    run_script(KILL_SCRIPT, tmp_path / "clean", DATA_SPEC, rounds)
     rng = random.Random(1)
     target, progress = 0, []
     for _ in range(4):
         target += rng.randint(2, 7)
-        _run(tmp_path / "killed", rounds, kill_after=target, delay=rng.uniform(0.0, 0.03))
-        progress.append(_committed(tmp_path / "killed"))
+        run_script(KILL_SCRIPT, tmp_path / "killed", DATA_SPEC, rounds, kill_after=target, delay=rng.uniform(0.0, 0.03))
+        progress.append(committed_rounds(tmp_path / "killed"))
     assert any(0 < p < rounds for p in progress), progress  # kills landed mid-run
-    _run(tmp_path / "killed", rounds)
+    run_script(KILL_SCRIPT, tmp_path / "killed", DATA_SPEC, rounds)
     clean, killed = RunStore.open_existing(tmp_path / "clean"), RunStore.open_existing(tmp_path / "killed")
     assert killed.last_round() == clean.last_round() == rounds - 1
     assert killed.candidates() == clean.candidates()
