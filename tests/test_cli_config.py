@@ -6,39 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from lossgen.cli import app
+from cli_helpers import assert_user_error, invoke, private_cache  # noqa: F401  (autouse fixture)
 from lossgen.cli_config import ConfigFileError, load_config_file, resolve
 from lossgen.cli_pipeline import OPTION_TYPES, PHASE_DEFAULTS, SEARCH_DEFAULTS
 from lossgen.store import RunStore
 
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOSSGEN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def write(path, text):
     path.write_text(text)
     return path
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def stored(run_dir):

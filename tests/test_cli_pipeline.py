@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
+from cli_helpers import assert_user_error, invoke, private_cache, runner  # noqa: F401  (autouse fixture)
 from lossgen import kernels
 from lossgen.cli import app
 from lossgen.cli_pipeline import parse_duration
@@ -19,19 +19,7 @@ from lossgen.formula import to_latex
 from lossgen.programs import Program
 from lossgen.store import RunStore
 
-runner = CliRunner()
 PHASE3 = ["--seeds", "1", "--max-epochs", "15"]
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """Prepared splits go to a private cache; relative default paths land in tmp_path."""
-    monkeypatch.setenv("LOSSGEN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def ok(*args):
@@ -43,19 +31,6 @@ def ok(*args):
 def flat(text: str) -> str:
     """Output with rich's line wrapping undone."""
     return " ".join(text.split())
-
-
-def assert_user_error(result, *fragments):
-    """Exit 2, exactly one line that starts with 'error:' and names `fragments`; no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def candidates(run_dir):
