@@ -134,7 +134,8 @@ def _round_line(r) -> str:
     best = "-" if r.best_so_far is None else f"{r.best_so_far:+.4f}"
     t = r.totals
     return (f"round {r.round} | evaluated {t['evaluated']} | sampled {t['sampled']} | best reward {best} | "
-            f"proxy skipped {t['zero_gradient']} | duplicates {t['duplicates']} | val {r.metric.upper()} {r.validation:.4f}")
+            f"accepted {t['accepted']} | proxy skipped {t['zero_gradient']} | duplicates {t['duplicates']} | "
+            f"val {r.metric.upper()} {r.validation:.4f}")
 
 
 def run_search(s: dict):
@@ -171,7 +172,7 @@ def run_search(s: dict):
     t = result.totals
     console.print(f"search stopped: {result.stopped}. {result.rounds} rounds, {t['sampled']} sampled "
                   f"({t['sampled'] / seconds:.1f}/s), {t['evaluated']} evaluated ({t['evaluated'] / seconds:.1f}/s), "
-                  f"{t['zero_gradient']} zero-gradient, {t['duplicates']} duplicates, {result.elapsed:.1f} s", highlight=False)
+                  f"{t['accepted']} accepted, {t['zero_gradient']} zero-gradient, {t['duplicates']} duplicates, {result.elapsed:.1f} s", highlight=False)
     if result.best_id is not None:
         best = store.candidates("WHERE id = ?", (result.best_id,))[0]
         console.print(f"best candidate {best['id']}: {best['formula']} (reward {best['reward']:+.4f})", highlight=False)

@@ -241,7 +241,7 @@ class LossSearch:
         if checkpoint is None:
             self.model = self._new_model([cfg.seed])
             self.round = 0
-            self.totals = {"sampled": 0, "evaluated": 0, "zero_gradient": 0, "duplicates": 0}
+            self.totals = {"sampled": 0, "evaluated": 0, "zero_gradient": 0, "duplicates": 0, "accepted": 0}
             self.elapsed = 0.0
             self.utility = float(self._utility(self.model, self.dataset.validation)[0])
             self.train_metric = self._reported(float(self._utility(self.model, self.dataset.train)[0]))
@@ -376,7 +376,8 @@ class LossSearch:
         self.strategy.tell(candidates, [row["reward"] for row in rows])
         counts = {"sampled": len(rows), "evaluated": len(survivors),
                   "zero_gradient": sum(r["proxy"] == "zero-gradient" for r in rows),
-                  "duplicates": sum(r["proxy"] == "duplicate" for r in rows)}
+                  "duplicates": sum(r["proxy"] == "duplicate" for r in rows),
+                  "accepted": sum(r["accepted"] for r in rows)}
         for key, n in counts.items():
             self.totals[key] += n
         evaluated = [rows[k] for k in survivors]
@@ -389,7 +390,7 @@ class LossSearch:
         else:
             self.stale += 1
         self.elapsed += time.perf_counter() - start
-        report = RoundReport(self.round, **counts, accepted=sum(r["accepted"] for r in rows), best_reward=best_round,
+        report = RoundReport(self.round, **counts, best_reward=best_round,
                              moved_to=moved_to, validation=self._reported(self.utility), train_metric=self.train_metric,
                              metric=self.metric.name, elapsed=self.elapsed, totals=dict(self.totals),
                              best_so_far=self.best_so_far, best_id=self.best_id)

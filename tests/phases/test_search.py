@@ -119,6 +119,7 @@ def test_a_round_records_proxy_outcomes_rewards_and_moves_to_the_best(tmp_path, 
     assert first.moved_to == best["id"] and best["accepted"]
     assert first.validation == pytest.approx(best["validation"])
     assert (first.sampled, first.evaluated, first.zero_gradient, first.duplicates) == (5, 3, 1, 1)
+    assert first.accepted == first.totals["accepted"] == sum(r["accepted"] for r in rows.values()) >= 1
     assert script.told[0] == (tuple(rows), tuple(r["reward"] for r in rows.values()))
     # A later round: the same function again is a run-wide duplicate with the earlier reward.
     search.step()
