@@ -1,0 +1,1 @@
+"""Head-to-head comparisons of search strategies (lossgen compare)."""
