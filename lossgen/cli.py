@@ -1,7 +1,7 @@
 """The `lossgen` command line (typer).
 
 The pipeline: `search` (Phase I), `check` (Phase II), `evaluate` (Phase III), `run` (all three),
-`report` and `export` of a run; `data stats|prepare`; and tools: `demo` (the paper's losses through
+`report` and `export` of a run; `compare` (strategies head to head); `data stats|prepare`; and tools: `demo` (the paper's losses through
 the compiled kernels), `formula` (canonical string, LaTeX and program of a loss) and `kernels
 verify` (fuzz the kernels against the PyTorch reference). Commands live in the cli_*.py modules
 and are registered here. User errors print one line and exit 2, without a traceback."""
@@ -30,6 +30,8 @@ from lossgen.cli_pipeline import check, run, search  # noqa: E402  (Phases I-II 
 app.command()(search)
 app.command()(check)
 app.command()(run)
+from lossgen.cli_compare import compare  # noqa: E402  (strategy comparisons)
+app.command()(compare)
 console = Console()
 
 # The paper's losses (Table 4) with smoothing e = 1, the constant terminal.

@@ -91,12 +91,13 @@ def _settings(cli: dict, config_file: Optional[Path], extra_defaults: dict | Non
         _fail(str(err))
 
 
-def _search_config(s: dict):
+def search_setup(s: dict):
+    """(SearchConfig, SearchLimits) from resolved option values; ValueError names a bad one."""
     from lossgen.phases.search import SearchConfig, SearchLimits
     from lossgen.train import TrainConfig
 
     if s["device"] != "cpu":
-        _fail(f"--device {s['device']!r}: the population trainers run on cpu only for now")
+        raise ValueError(f"--device {s['device']!r}: the population trainers run on cpu only for now")
     try:
         time_limit = parse_duration(s["time_limit"]) if s["time_limit"] is not None else None
         limits = SearchLimits(s["budget"], s["max_sampled"], time_limit, s["max_rounds"], s["patience"])
@@ -111,9 +112,16 @@ def _search_config(s: dict):
             model=s["model"], task=s["task"], clamp=s["clamp"],
             train=TrainConfig(lr=s["lr"], optimizer=s["optimizer"]))
         config.check()
-    except (ValueError, TypeError) as err:
-        _fail(str(err))
+    except TypeError as err:
+        raise ValueError(str(err)) from None
     return config, limits
+
+
+def _search_config(s: dict):
+    try:
+        return search_setup(s)
+    except ValueError as err:
+        _fail(str(err))
 
 
 def default_run_dir(s: dict) -> Path:

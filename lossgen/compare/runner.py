@@ -1,0 +1,110 @@
+"""`run_compare`: the whole comparison, resumable as a whole.
+
+Steps: record the plan (compare.json) -> Phase I of every run (skipped for runs already at their
+limits) -> Phase II on every run -> the shared Phase III (reused when unchanged) -> measures,
+statistics, report. Every step's results live on disk before the next starts, so the same
+command after a kill or Ctrl-C picks up where it stopped: completed rounds of a run are kept,
+finished runs are not searched again, and a finished Phase III is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from lossgen.atomic import write_text_atomic
+from lossgen.compare.measures import run_measures
+from lossgen.compare.phase3 import shared_phase3
+from lossgen.compare.plan import ComparePlan, run_dir, run_name
+from lossgen.compare.report import write_report
+from lossgen.compare.searches import prepare_runs, run_searches
+from lossgen.compare.summary import summarize
+
+# Search options that may differ between invocations of one comparison (limits, where data is)
+NOT_IDENTITY = {"max_sampled", "time_limit", "patience", "max_rounds", "data_dir", "budget"}
+
+
+@dataclass
+class CompareHooks:
+    """Progress callbacks (all optional) for a user interface."""
+
+    on_round: Callable[[str, dict], None] | None = None  # (run name, round payload)
+    on_run_done: Callable[[dict], None] | None = None
+    on_phase: Callable[[str], None] | None = None  # "search", "check", "phase3", "report"
+    on_epoch: Callable[[int, int], None] | None = None  # Phase III (epoch, runs still training)
+
+
+def check_same_comparison(out: Path, plan: ComparePlan) -> None:
+    """A comparison directory holds one comparison: its search settings must not change."""
+    path = Path(out) / "compare.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())["plan"]["search"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{path} is unreadable: not a lossgen comparison directory") from None
+    changed = sorted(k for k in set(old) | set(plan.search)
+                     if k not in NOT_IDENTITY and old.get(k) != plan.search.get(k))
+    if changed:
+        detail = ", ".join(f"{k} ({old.get(k)!r} -> {plan.search.get(k)!r})" for k in changed)
+        raise ValueError(f"{out} holds a comparison with other settings: {detail}; use another --out")
+
+
+def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks | None = None,
+                command: str | None = None) -> dict:
+    """Run (or resume) the comparison; returns {"summary", "measures", "phase3", "files"}."""
+    from lossgen.data import load
+    from lossgen.phases.effectiveness import EffectivenessConfig
+    from lossgen.phases.runs import check_run
+    from lossgen.store import RunStore
+    from lossgen.train import TrainConfig
+
+    hooks = hooks or CompareHooks()
+    plan.check()
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    check_same_comparison(out, plan)
+    if out.exists() and not (out / "compare.json").exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and is not a lossgen comparison directory (no compare.json)")
+    dataset = load(plan.search["dataset"], plan.search.get("data_dir"))
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "compare.json", json.dumps({"plan": plan.to_dict(), "command": command}, indent=2) + "\n")
+    prepare_runs(plan, out, dataset)
+
+    _phase(hooks, "search")
+    run_searches(plan, out, dataset, jobs, hooks.on_round, hooks.on_run_done)
+
+    _phase(hooks, "check")
+    measures, chosen, run_config = {}, {}, None
+    for strategy, seed in plan.runs():
+        store = RunStore.open_existing(run_dir(out, strategy, seed))
+        try:
+            check_run(store, plan.threshold)
+            name = run_name(strategy, seed)
+            measures[name] = run_measures(store, plan.budget, plan.top, plan.threshold)
+            chosen[name] = measures[name]["chosen"]
+            run_config = run_config or store.config
+        finally:
+            store.close()
+
+    _phase(hooks, "phase3")
+    train = run_config.get("train", {})
+    config = EffectivenessConfig(seeds=tuple(range(plan.phase3_seeds)), max_epochs=plan.max_epochs,
+                                 task=run_config["task"], model=run_config["model"], dim=run_config["dim"],
+                                 train=TrainConfig(**{**train, "betas": tuple(train.get("betas", (0.9, 0.999)))}))
+    phase3 = shared_phase3(out, dataset, chosen, plan.baselines, config, run_config.get("clamp", "paper"), hooks.on_epoch)
+
+    _phase(hooks, "report")
+    summary = summarize(plan, measures, phase3)
+    files = write_report(out, plan, measures, summary, phase3, command)
+    return {"summary": summary, "measures": measures, "phase3": phase3, "files": files}
+
+
+def _phase(hooks: CompareHooks, name: str) -> None:
+    if hooks.on_phase is not None:
+        hooks.on_phase(name)

@@ -1,0 +1,116 @@
+"""Phase I of every run of a comparison: one after another here, or in `jobs` worker processes.
+
+Workers are spawned (not forked: torch's thread pools do not survive a fork) and each gets
+cpu_count // jobs threads. A run's results do not depend on how many threads it had: the
+population trainers split work by candidate, never inside one candidate's sums. Each worker
+reports its rounds through a queue; the parent shows them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+import time
+from pathlib import Path
+from typing import Callable
+
+from lossgen.compare.plan import ComparePlan, run_name
+
+RoundCallback = Callable[[str, dict], None]  # (run name, {"round", "evaluated", "sampled", "best"})
+
+
+def _open_store(settings: dict, dataset):
+    from lossgen.cli_pipeline import search_setup
+    from lossgen.phases.search import run_config
+    from lossgen.store import RunStore
+
+    config, limits = search_setup(settings)
+    config = config.resolved(dataset)
+    store = RunStore.open_or_create(settings["run_dir"], run_config(config, dataset, str(settings["dataset"])))
+    return store, config, limits
+
+
+def prepare_runs(plan: ComparePlan, out: Path, dataset) -> None:
+    """Create (or check against its config) every run directory before any work starts, so a
+    bad setting or a run made with other settings fails at once with its message."""
+    for strategy, seed in plan.runs():
+        store, _, _ = _open_store(plan.run_settings(out, strategy, seed), dataset)
+        store.close()
+
+
+def search_one(settings: dict, threads: int | None = None, events=None, dataset=None) -> dict:
+    """Run (or resume) one search to its limits. `events` is a callable or a queue that gets
+    one payload per round."""
+    import torch
+
+    from lossgen.data import load
+    from lossgen.phases.search import LossSearch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if dataset is None:
+        dataset = load(settings["dataset"], settings["data_dir"])
+    name = run_name(settings["strategy"], settings["seed"])
+    emit = events.put if hasattr(events, "put") else events
+    store, config, limits = _open_store(settings, dataset)
+    try:
+        def progress(r) -> None:
+            if emit is not None:
+                emit((name, {"round": r.round, "evaluated": r.totals["evaluated"], "sampled": r.totals["sampled"],
+                             "best": r.best_so_far}))
+
+        result = LossSearch(dataset, store, config).run(limits, progress)
+    finally:
+        store.close()
+    return {"run": name, "stopped": result.stopped, "rounds": result.rounds, "totals": result.totals,
+            "elapsed": result.elapsed}
+
+
+def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round: RoundCallback | None = None,
+                 on_done: Callable[[dict], None] | None = None) -> list[dict]:
+    """Every run of the plan to its limits; returns their outcomes in plan order."""
+    tasks = [plan.run_settings(out, strategy, seed) for strategy, seed in plan.runs()]
+    outcomes: dict[str, dict] = {}
+
+    def finished(outcome: dict) -> None:
+        outcomes[outcome["run"]] = outcome
+        if on_done is not None:
+            on_done(outcome)
+
+    if jobs <= 1:
+        for settings in tasks:
+            finished(search_one(settings, events=lambda e: on_round and on_round(*e), dataset=dataset))
+    else:
+        context = multiprocessing.get_context("spawn")
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with context.Manager() as manager:
+            events = manager.Queue()
+            pool = context.Pool(jobs, maxtasksperchild=1)
+            try:
+                pending = [pool.apply_async(search_one, (settings, threads, events)) for settings in tasks]
+                while pending:
+                    time.sleep(0.25)
+                    _drain(events, on_round)
+                    for job in [j for j in pending if j.ready()]:
+                        pending.remove(job)
+                        finished(job.get())  # a worker's exception surfaces here
+                _drain(events, on_round)
+                pool.close()
+                pool.join()
+            except BaseException:
+                # an error or Ctrl-C: stop every worker now; each run keeps its completed rounds
+                pool.terminate()
+                pool.join()
+                raise
+    return [outcomes[run_name(s["strategy"], s["seed"])] for s in tasks]
+
+
+def _drain(events, on_round: RoundCallback | None) -> None:
+    while True:
+        try:
+            name, payload = events.get_nowait()
+        except queue_module.Empty:
+            return
+        if on_round is not None:
+            on_round(name, payload)
