@@ -32,7 +32,7 @@ COMPARE_DEFAULTS = {
     "strategies": "rl,evolution,random", "seeds": 3, "budget": 300, "out": None, "jobs": 1, "top": 3,
     "threshold": 0.9, "phase3_seeds": 3, "max_epochs": 300, "baselines": "BCE,MSE,Hinge,Focal",
 }
-ALWAYS_SHOWN = ("strategies", "seeds", "budget", "dataset", "model", "out")  # in the recorded command
+ALWAYS_SHOWN = ("strategies", "seeds", "budget", "dataset", "model", "out")  # first in the recorded command
 
 
 def _settings(cli: dict, config_file: Optional[Path]) -> dict:
@@ -48,7 +48,8 @@ def _settings(cli: dict, config_file: Optional[Path]) -> dict:
 def command_line(s: dict) -> str:
     """The command that reproduces these settings (options at their default left out)."""
     parts = ["lossgen", "compare"]
-    for key, value in s.items():
+    for key in sorted(s, key=lambda k: ALWAYS_SHOWN.index(k) if k in ALWAYS_SHOWN else len(ALWAYS_SHOWN)):
+        value = s[key]
         if value is None or (key not in ALWAYS_SHOWN and value == COMPARE_DEFAULTS[key]):
             continue
         flag = "--" + key.replace("_", "-")

@@ -34,6 +34,9 @@ def test_regular_install_layout_maps_search_into_lossgen(tmp_path):
     )
     assert build.returncode == 0, build.stderr
     assert (tmp_path / "lossgen" / "search" / "__init__.py").is_file()
+    # every subpackage of the source tree is installed, not only the ones pyproject happened to list
+    for init in (ROOT / "lossgen").glob("*/__init__.py"):
+        assert (tmp_path / "lossgen" / init.parent.name / "__init__.py").is_file(), init.parent.name
     assert not (tmp_path / "search").exists()
     result = run_python("import lossgen.search; print(lossgen.search.__file__)", cwd=tmp_path, env_path=str(tmp_path))
     assert result.returncode == 0, result.stderr
