@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="lossgen: automatic loss-function discovery.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,  # "[default: x]" in help is text
+                  help="lossgen: automatic loss-function discovery.")
 kernels_app = typer.Typer(no_args_is_help=True, help="The compiled loss-program kernels.")
 app.add_typer(kernels_app, name="kernels")
 from lossgen.cli_data import data_app  # noqa: E402  (the `data` commands live in cli_data.py)

@@ -64,3 +64,12 @@ def test_config_file_values_and_unknown_keys(tmp_path):
     typed = tmp_path / "typed.toml"
     typed.write_text("seeds = 'three'\n")
     assert_user_error(invoke("compare", "--config", typed, "--out", tmp_path / "o"), "seeds")
+
+
+def test_help_shows_the_defaults_written_in_option_texts():
+    # "[default: x]" inside help strings must print as text, not vanish as rich markup
+    result = invoke("compare", "--help")
+    assert result.exit_code == 0
+    assert "[default: rl,evolution,random]" in result.output and "[default: 300]" in result.output
+    search_help = invoke("search", "--help").output
+    assert "[default: rl]" in search_help
