@@ -86,14 +86,14 @@ def markdown(plan: ComparePlan, measures: dict[str, dict], summary: dict, phase3
             for c in summary["paired"]]
     lines += _table(["pair", "measure", "n", "difference [95% interval]", "wins/ties/losses", "Wilcoxon p"], rows) + [""]
 
-    lines += ["## Best loss against the best baseline", "",
-              f"Per seed: the run's best loss (best Phase III validation among its candidates) minus "
-              f"{summary['reference']} on test {metric}. Same tests as above, plus Phase III's own paired bootstrap "
-              f"over test examples per run (in the run table).", ""]
-    rows = [[st, str(c["n"]), _interval(c), f"{c['wins']}/{c['ties']}/{c['losses']}", _p(c)]
-            for st, c in summary["vs_baseline"].items()]
-    lines += _table(["strategy", "n", "difference [95% interval]", "wins/ties/losses", "Wilcoxon p"], rows) + [""]
-
+    if summary["reference"] is not None:
+        lines += ["## Best loss against the best baseline", "",
+                  f"Per seed: the run's best loss (best Phase III validation among its candidates) minus "
+                  f"{summary['reference']} on test {metric}. Same tests as above, plus Phase III's own paired bootstrap "
+                  f"over test examples per run (in the run table).", ""]
+        rows = [[st, str(c["n"]), _interval(c), f"{c['wins']}/{c['ties']}/{c['losses']}", _p(c)]
+                for st, c in summary["vs_baseline"].items()]
+        lines += _table(["strategy", "n", "difference [95% interval]", "wins/ties/losses", "Wilcoxon p"], rows) + [""]
     lines += ["## Proxy fidelity", "",
               "Spearman's rank correlation between a candidate's one-epoch search reward and its Phase III result "
               f"(validation and test {metric}{', negated' if metric == 'RMSE' else ''}), over the candidates that "
@@ -113,8 +113,9 @@ def markdown(plan: ComparePlan, measures: dict[str, dict], summary: dict, phase3
         rows.append([st, str(seed), f"{m['evaluated']}{'' if m['reached_budget'] else ' (stopped early)'}",
                      f"{m['sampled']:,}", f"{m['elapsed']:.1f}", _fmt(m["best_reward"], 4, True), str(m["passing"]),
                      _code(best["formula"]) if best else "–", _fmt(m["best_test"]), boot])
+    versus = f"vs {summary['reference']} (bootstrap 95%)" if summary["reference"] else "vs baseline"
     lines += _table(["strategy", "seed", "evaluated", "sampled", "seconds", "best reward", "pass II",
-                     "best loss", f"test {metric}", f"vs {summary['reference']} (bootstrap 95%)"], rows) + [""]
+                     "best loss", f"test {metric}", versus], rows) + [""]
 
     lines += [f"## Phase III ({phase3['runs']} training runs, {phase3['epochs_trained']:,} run-epochs)", ""]
     rows = [[e["name"], _code(e["formula"]) if e["kind"] == "candidate" else "", _fmt(e["validation"]),

@@ -121,3 +121,16 @@ def test_regression_chooses_the_lowest_validation_rmse():
     assert measures["x"]["best_loss"]["fingerprint"] == "q"
     assert measures["x"]["vs_baseline"] == pytest.approx(0.99 - 0.96)
     assert not math.isnan(measures["x"]["best_test"])
+
+
+def test_without_baselines_the_report_leaves_the_baseline_parts_out():
+    from lossgen.compare.report import markdown
+
+    p3 = {**P3, "reference": None, "results": [e for e in P3["results"] if e["kind"] == "candidate"]}
+    measures = {k: {**v, "chosen": [dict(c) for c in v["chosen"]]} for k, v in MEASURES.items()}
+    s = summarize(PLAN, measures, p3)
+    assert s["reference_test"] is None and s["vs_baseline"]["a"]["n"] == 0
+    assert all(m["vs_baseline"] is None for m in measures.values())
+    md = markdown(PLAN, measures, s, p3, None)
+    assert "Best loss against the best baseline" not in md and "vs None" not in md
+    assert "## Proxy fidelity" in md
