@@ -8,7 +8,7 @@ stopped by a safety rule before spending its budget reports what it did (`reache
 
 from __future__ import annotations
 
-from lossgen.phases.runs import EVALUATED, distinct_evaluated, phase3_candidates
+from lossgen.phases.runs import EVALUATED_ROWS, distinct_evaluated, phase3_candidates
 from lossgen.store import RunStore
 
 COUNTS = ("sampled", "evaluated", "zero_gradient", "duplicates", "accepted")
@@ -30,9 +30,8 @@ def run_measures(store: RunStore, budget: int, top: int, threshold: float) -> di
     if cut is None:
         raise ValueError(f"run {store.path} has no completed round")
     round_end = {r["round"]: r["elapsed"] for r in rounds}
-    rows = [r for r in store.candidates() if r["round"] <= cut["round"]]
-    evaluated = sorted((r for r in rows if r["proxy"] in EVALUATED and r["evaluation"] <= budget),
-                       key=lambda r: r["evaluation"])
+    rows = [r for r in store.candidates(EVALUATED_ROWS) if r["round"] <= cut["round"]]
+    evaluated = sorted((r for r in rows if r["evaluation"] <= budget), key=lambda r: r["evaluation"])
     distinct = [r for r in distinct_evaluated(rows) if r["evaluation"] <= budget]
     passing = [r for r in distinct if r["phase2_rate"] is not None and r["phase2_rate"] >= threshold
                and r.get("note") is None]
@@ -49,8 +48,14 @@ def run_measures(store: RunStore, budget: int, top: int, threshold: float) -> di
         # anytime points: (evaluation index, reward) and (search seconds at its round's end, reward)
         "by_evaluation": [[r["evaluation"], r["reward"]] for r in evaluated],
         "by_time": [[round_end[r["round"]], r["reward"]] for r in evaluated],
-        "validation_by_round": [[r["round"], r["validation"]] for r in rounds if r["round"] <= cut["round"]],
+        "validation_by_round": _changes([[r["round"], r["validation"]] for r in rounds if r["round"] <= cut["round"]]),
         "chosen": [{"id": r["id"], "fingerprint": r["fingerprint"], "program": r["program"], "formula": r["formula"],
                     "reward": r["reward"], "evaluation": r["evaluation"]}
                    for r in phase3_candidates(store, top, budget)],
     }
+
+
+def _changes(points: list[list]) -> list[list]:
+    """A step curve by its change points (and its last point): the recommender's validation metric
+    changes only in the rounds where it moves, a few dozen of thousands."""
+    return [p for i, p in enumerate(points) if i in (0, len(points) - 1) or p[1] != points[i - 1][1]]

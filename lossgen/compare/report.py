@@ -173,7 +173,7 @@ def plot_validation(plan: ComparePlan, measures: dict[str, dict], metric: str) -
     for st, seed in plan.runs():
         pts = measures[run_name(st, seed)]["validation_by_round"]
         line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors.get(st), alpha=0.7,
-                        label=None if st in colors else st)
+                        label=None if st in colors else st, drawstyle="steps-post")
         colors[st] = line.get_color()
     ax.set_xlabel("round")
     ax.set_ylabel(f"validation {metric.upper()} of the recommender")

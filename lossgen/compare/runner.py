@@ -84,7 +84,8 @@ def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks
     for strategy, seed in plan.runs():
         store = RunStore.open_existing(run_dir(out, strategy, seed))
         try:
-            check_run(store, plan.threshold)
+            if not phase2_current(store, plan.threshold):
+                check_run(store, plan.threshold)
             name = run_name(strategy, seed)
             measures[name] = run_measures(store, plan.budget, plan.top, plan.threshold)
             chosen[name] = measures[name]["chosen"]
@@ -103,6 +104,13 @@ def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks
     summary = summarize(plan, measures, phase3)
     files = write_report(out, plan, measures, summary, phase3, command)
     return {"summary": summary, "measures": measures, "phase3": phase3, "files": files}
+
+
+def phase2_current(store, threshold: float) -> bool:
+    """Phase II already rated every candidate of the run with this pass mark (rates do not change)."""
+    meta = store.get_meta("phase2")
+    return (meta is not None and meta.get("threshold") == threshold
+            and not store.candidates("WHERE phase2_rate IS NULL"))
 
 
 def _phase(hooks: CompareHooks, name: str) -> None:

@@ -20,6 +20,7 @@ from lossgen.programs import Program
 from lossgen.store import RunError, RunStore
 
 EVALUATED = ("passed", "off")
+EVALUATED_ROWS = "WHERE proxy IN ('passed', 'off')"  # the store query for them (skips the many duplicates)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def check_run(store: RunStore, threshold: float = DEFAULT_THRESHOLD, pairs: int 
         raise RunError(f"run {store.path} has no candidates yet: run the search first")
     rates = positive_rates([Program(r["program"]) for r in rows], store.config.get("clamp", "paper"), pairs).tolist()
     store.set_phase2({r["id"]: rate for r, rate in zip(rows, rates)})
-    distinct = distinct_evaluated(store.candidates())
+    distinct = distinct_evaluated(store.candidates(EVALUATED_ROWS))
     passed = sum(r["phase2_rate"] >= threshold for r in distinct)
     store.set_meta("phase2", {"threshold": threshold, "pairs": pairs, "distinct": len(distinct), "passed": passed})
     return CheckSummary(len(rows), len(distinct), passed, threshold)
@@ -62,7 +63,7 @@ def phase3_candidates(store: RunStore, top: int, budget: int | None = None) -> l
     phase2 = store.get_meta("phase2")
     if phase2 is None:
         raise RunError(f"run {store.path} has no Phase II results: run `lossgen check` on it first")
-    rows = distinct_evaluated(store.candidates())
+    rows = distinct_evaluated(store.candidates(EVALUATED_ROWS))
     if budget is not None:
         rows = [r for r in rows if r["evaluation"] <= budget]
     passing = [r for r in rows if r["phase2_rate"] is not None and r["phase2_rate"] >= phase2["threshold"]

@@ -271,16 +271,16 @@ class LossSearch:
         """The run-wide fingerprint memory and the gradient memory of the current recommender
         state, from the store (so a resumed run remembers exactly what the original did)."""
         self.seen: dict[str, tuple[str, float]] = {}  # fingerprint -> (candidate id, reward)
-        rows = self.store.candidates()
-        for row in rows:
-            if row["duplicate_of"] is None and row["fingerprint"] and row["fingerprint"] not in self.seen:
+        # only the rows each memory needs: decoding every row of a long run costs seconds
+        for row in self.store.candidates("WHERE duplicate_of IS NULL AND fingerprint IS NOT NULL"):
+            if row["fingerprint"] not in self.seen:
                 self.seen[row["fingerprint"]] = (row["id"], row["reward"])
         self._start_state()
         if not self.config.proxy:
             return
         moved = [r["round"] for r in self.store.rounds() if r.get("moved_to")]
         since = moved[-1] if moved else -1
-        recent = [r for r in rows if r["round"] > since and r["proxy"] == "passed"]
+        recent = self.store.candidates("WHERE round > ? AND proxy = 'passed'", (since,))
         if recent:
             g = self._proxy_g([Program(p) for p in (r["program"] for r in recent)])
             for row, h in zip(recent, self.memory.coords(g)):
