@@ -1,7 +1,7 @@
 """The comparison's report: compare.md, compare.csv (one row per run), compare.json (everything)
 and PNG plots, all written atomically into the comparison directory.
 
-    anytime_evaluations.png  best-so-far reward vs full evaluations, mean and mean ± std band over seeds
+    anytime_evaluations.png  best-so-far reward vs full evaluations (log axis), mean and mean ± std band over seeds
     anytime_time.png         the same vs search seconds
     proxy_fidelity.png       one-epoch search reward vs Phase III test metric, per candidate
     validation.png           the recommender's validation metric over rounds, per strategy
@@ -147,6 +147,8 @@ def plot_anytime(plan: ComparePlan, summary: dict, axis: str) -> bytes:
         mean, lo, hi = (np.array([np.nan if v is None else v for v in band[k]], dtype=float) for k in ("mean", "lo", "hi"))
         line, = ax.plot(x, mean, label=st, drawstyle="steps-post")
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0, step="post")
+    if axis == "by_evaluation":
+        ax.set_xscale("log")  # the early evaluations decide most: rewards from a fresh recommender are large
     ax.set_xlabel("full candidate evaluations" if axis == "by_evaluation" else "search time (s)")
     ax.set_ylabel("best reward so far")
     ax.set_title(f"Anytime performance (mean ± std over {len(plan.seeds)} seeds)")
