@@ -47,7 +47,7 @@ def _spread(d: dict, key: str) -> str:
 def _p(c: dict) -> str:
     if c["wilcoxon_p"] is None:
         return "–"
-    return f"{c['wilcoxon_p']:.3f} (min {c['min_p']:.3f})"
+    return f"{c['wilcoxon_p']:.3g} (min {c['min_p']:.3g})"  # 0.0625 stays 0.0625
 
 
 def _interval(c: dict) -> str:
