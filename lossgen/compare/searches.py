@@ -39,6 +39,22 @@ def prepare_runs(plan: ComparePlan, out: Path, dataset) -> None:
         store.close()
 
 
+def finished_outcome(settings: dict, dataset) -> dict | None:
+    """The outcome of a run that has already reached its limits (None: it has work left)."""
+    from lossgen.phases.search import stop_reason
+
+    store, _, limits = _open_store(settings, dataset)
+    try:
+        reason = stop_reason(store, limits)
+        if reason is None:
+            return None
+        last = store.rounds()[-1]
+        return {"run": run_name(settings["strategy"], settings["seed"]), "stopped": reason, "rounds": last["round"] + 1,
+                "totals": last["totals"], "elapsed": last["elapsed"]}
+    finally:
+        store.close()
+
+
 def search_one(settings: dict, threads: int | None = None, events=None, dataset=None) -> dict:
     """Run (or resume) one search to its limits. `events` is a callable or a queue that gets
     one payload per round."""
@@ -70,7 +86,7 @@ def search_one(settings: dict, threads: int | None = None, events=None, dataset=
 def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round: RoundCallback | None = None,
                  on_done: Callable[[dict], None] | None = None) -> list[dict]:
     """Every run of the plan to its limits; returns their outcomes in plan order."""
-    tasks = [plan.run_settings(out, strategy, seed) for strategy, seed in plan.runs()]
+    every = [plan.run_settings(out, strategy, seed) for strategy, seed in plan.runs()]
     outcomes: dict[str, dict] = {}
 
     def finished(outcome: dict) -> None:
@@ -78,7 +94,15 @@ def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round:
         if on_done is not None:
             on_done(outcome)
 
-    if jobs <= 1:
+    tasks = []
+    for settings in every:  # runs already at their limits need no search (nor a worker process)
+        outcome = finished_outcome(settings, dataset)
+        if outcome is None:
+            tasks.append(settings)
+        else:
+            finished(outcome)
+
+    if jobs <= 1 or len(tasks) <= 1:  # no worker pool for a single run
         for settings in tasks:
             finished(search_one(settings, events=lambda e: on_round and on_round(*e), dataset=dataset))
     else:
@@ -103,7 +127,7 @@ def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round:
                 pool.terminate()
                 pool.join()
                 raise
-    return [outcomes[run_name(s["strategy"], s["seed"])] for s in tasks]
+    return [outcomes[run_name(s["strategy"], s["seed"])] for s in every]
 
 
 def _drain(events, on_round: RoundCallback | None) -> None:

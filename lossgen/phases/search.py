@@ -140,6 +140,16 @@ class SearchLimits:
         return None
 
 
+def stop_reason(store: RunStore, limits: SearchLimits) -> str | None:
+    """The limit a stored run has already reached (None: resuming it would search more), read from
+    its last checkpoint without rebuilding the search."""
+    checkpoint = store.load_checkpoint()
+    if checkpoint is None:
+        return None
+    s = checkpoint.state
+    return limits.reached(s["totals"], s["elapsed"], checkpoint.round + 1, s["stale"])
+
+
 def run_config(config: SearchConfig, dataset: Dataset, dataset_spec: str) -> dict:
     """The dict stored as the run's config.json: the search config plus what identifies the data."""
     return {**config.to_dict(), "dataset": dataset_spec, "data_key": dataset.key,

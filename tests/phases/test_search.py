@@ -216,3 +216,17 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
     assert killed.candidates() == clean.candidates()
     strip = lambda rs: [{k: v for k, v in r.items() if k not in ("elapsed", "finished_at")} for r in rs]  # noqa: E731
     assert strip(killed.rounds()) == strip(clean.rounds())
+
+
+def test_stop_reason_reads_a_stored_runs_limits_without_searching(tmp_path):
+    from lossgen.phases.search import stop_reason
+
+    data = load(DATA_SPEC, cache_enabled=False)
+    config = SearchConfig(strategy="random", per_round=5).resolved(data)
+    store = RunStore.open_or_create(tmp_path / "run", run_config(config, data, DATA_SPEC))
+    assert stop_reason(store, SearchLimits(max_rounds=3)) is None  # nothing done yet
+    result = LossSearch(data, store, config).run(SearchLimits(max_rounds=3))
+    assert stop_reason(store, SearchLimits(max_rounds=3)) == result.stopped == "3 rounds done"
+    assert stop_reason(store, SearchLimits(max_rounds=4)) is None
+    assert stop_reason(store, SearchLimits(max_sampled=result.totals["sampled"])) is not None
+    store.close()
