@@ -34,14 +34,16 @@ def _fmt(value, digits: int = 4, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _spread(d: dict, key: str) -> str:
-    """mean ± std [min, max] of a describe() dict."""
+def _spread(d: dict, key: str, seeds: int) -> str:
+    """mean ± std [min, max] of a describe() dict, and how many seeds it covers when not all
+    (a run with no candidate passing Phase II has no best loss)."""
     if not d["n"]:
         return "–"
     digits = 0 if key in COUNT_MEASURES else 1 if key == "elapsed" else 4
     signed = key in ("best_reward", "vs_baseline")
     lo, hi = _fmt(d["min"], digits, signed), _fmt(d["max"], digits, signed)
-    return f"{_fmt(d['mean'], digits, signed)} ± {_fmt(d['std'], digits)} [{lo}, {hi}]"
+    partial = f" ({d['n']} of {seeds} seeds)" if d["n"] < seeds else ""
+    return f"{_fmt(d['mean'], digits, signed)} ± {_fmt(d['std'], digits)} [{lo}, {hi}]{partial}"
 
 
 def _p(c: dict) -> str:
@@ -68,7 +70,7 @@ def markdown(plan: ComparePlan, measures: dict[str, dict], summary: dict, phase3
               f"Phase II (rate >= {plan.threshold:g}) and the baselines {plan.baselines}, Phase III seeds: {plan.phase3_seeds}, "
               f"one shared population. Cells: mean ± std [min, max] over seeds.", ""]
     head = ["measure"] + list(plan.strategies)
-    rows = [[label.format(metric=metric)] + [_spread(summary["per_strategy"][st][key], key) for st in plan.strategies]
+    rows = [[label.format(metric=metric)] + [_spread(summary["per_strategy"][st][key], key, len(plan.seeds)) for st in plan.strategies]
             for key, label in MEASURES.items()]
     rows.append(["runs that spent the whole budget"] +
                 [f"{summary['per_strategy'][st]['reached_budget']} of {len(plan.seeds)}" for st in plan.strategies])

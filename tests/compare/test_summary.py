@@ -134,3 +134,17 @@ def test_without_baselines_the_report_leaves_the_baseline_parts_out():
     md = markdown(PLAN, measures, s, p3, None)
     assert "Best loss against the best baseline" not in md and "vs None" not in md
     assert "## Proxy fidelity" in md
+
+
+def test_a_run_without_a_best_loss_is_left_out_of_its_strategys_cells_and_said_so():
+    from lossgen.compare.report import markdown
+
+    measures = {k: {**v, "chosen": [dict(c) for c in v["chosen"]]} for k, v in MEASURES.items()}
+    measures["b-s1"]["chosen"] = []  # nothing passed Phase II
+    s = summarize(PLAN, measures, P3)
+    assert measures["b-s1"]["best_test"] is None
+    assert s["per_strategy"]["b"]["best_test"]["n"] == 2
+    assert s["per_strategy"]["b"]["best_test"]["mean"] == pytest.approx((0.82 + 0.81) / 2)
+    test = next(c for c in s["paired"] if c["measure"] == "best_test")
+    assert test["n"] == 2  # seed 1 has no pair
+    assert "(2 of 3 seeds)" in markdown(PLAN, measures, s, P3, None)
