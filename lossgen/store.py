@@ -3,14 +3,18 @@
 A run directory holds
     config.json            the run's configuration (written once; a resume must match it)
     run.db                 SQLite in WAL mode: one row per candidate and per completed round
-    checkpoints/round-N.pt the state after round N (recommender, strategy, every RNG)
+    checkpoints/round-N.pt the state after round N (strategy, every RNG, counters)
+    checkpoints/model-M.pt the recommender as it was after round M; round checkpoints name theirs.
+                           It is written only in the rounds where the recommender changes: most
+                           rounds of a long search move nothing, and the recommender is the bulk
+                           of a checkpoint (its size grows with the user and item tables)
 
 Crash safety rests on one commit point per round. `commit_round` first writes the round's
 checkpoint atomically (temp file + fsync + rename), then inserts the round's candidates and its
 round row in a single SQLite transaction. A kill before that transaction leaves the previous
-round as the last completed one, and its checkpoint is still on disk (the last `keep` are kept),
-so a resumed run redoes the interrupted round from the same state: nothing recorded is lost and
-no completed round is repeated.
+round as the last completed one, and its checkpoint is still on disk (the last `keep` are kept,
+with the model files they name), so a resumed run redoes the interrupted round from the same
+state: nothing recorded is lost and no completed round is repeated.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ class RunStore:
 
     def __init__(self, path: Path, config: dict, db: sqlite3.Connection, keep: int):
         self.path, self.config, self.db, self.keep = path, config, db, keep
+        self._model_file: str | None = None  # the model file named by this session's checkpoints
+        self._model_of: dict[int, str] = {}  # round -> model file, for the rounds committed this session
 
     # ------------------------------------------------------------------ opening
 
@@ -156,13 +162,18 @@ class RunStore:
         return self.path / "checkpoints" / f"round-{round_:06d}.pt"
 
     def commit_round(self, round_: int, candidates: Iterable[dict], info: dict, state: dict[str, Any],
-                     finished_at: float) -> None:
-        """Record a completed round: checkpoint first, then one transaction for its rows."""
+                     finished_at: float, model: dict[str, Any] | None = None) -> None:
+        """Record a completed round: model file (when `model` is given: the recommender changed)
+        and checkpoint first, then one transaction for its rows. Without `model`, the checkpoint
+        names the last model file written (or holds whatever `state` carries)."""
         if round_ != self.last_round() + 1:
             raise RunError(f"round {round_} does not follow the last completed round {self.last_round()}")
-        buffer = io.BytesIO()
-        torch.save({"round": round_, "state": state}, buffer)
-        write_bytes_atomic(self._checkpoint_path(round_), buffer.getvalue())
+        if model is not None:
+            self._model_file = f"model-{round_:06d}.pt"
+            write_bytes_atomic(self.path / "checkpoints" / self._model_file, _serialize(model))
+        if self._model_file is not None:
+            state = {**state, "model_file": self._model_file}
+        write_bytes_atomic(self._checkpoint_path(round_), _serialize({"round": round_, "state": state}))
         rows = [tuple(round_ if f == "round" else _encode(c.get(f, False if f == "accepted" else None))
                       for f in CANDIDATE_FIELDS) for c in candidates]
         self.db.execute("BEGIN IMMEDIATE")
@@ -174,8 +185,25 @@ class RunStore:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        for old in sorted((self.path / "checkpoints").glob("round-*.pt"))[: -self.keep]:
+        if self._model_file is not None:
+            self._model_of[round_] = self._model_file
+        self._remove_old_checkpoints()
+
+    def _remove_old_checkpoints(self) -> None:
+        """Keep the last `keep` round checkpoints and the model files they name. Model files only
+        get newer with the round, so every file older than the oldest kept checkpoint's can go
+        (once that one is known: right after a resume it may have been written by an earlier session)."""
+        folder = self.path / "checkpoints"
+        rounds = sorted(folder.glob("round-*.pt"))
+        for old in rounds[: -self.keep]:
             old.unlink(missing_ok=True)
+        kept = [int(p.stem.split("-")[1]) for p in rounds[-self.keep:]]
+        if not kept or any(r not in self._model_of for r in kept):
+            return
+        oldest = min(self._model_of[r] for r in kept)
+        for old in folder.glob("model-*.pt"):
+            if old.name < oldest:
+                old.unlink(missing_ok=True)
 
     def load_checkpoint(self) -> Checkpoint | None:
         """The state after the last completed round (None before the first)."""
@@ -187,7 +215,15 @@ class RunStore:
             data = torch.load(path, weights_only=False)
         except (OSError, RuntimeError, EOFError) as err:
             raise RunError(f"corrupted run directory {self.path}: checkpoint of round {last} is unreadable ({err})") from None
-        return Checkpoint(int(data["round"]), data["state"])
+        state = data["state"]
+        if "model_file" in state:  # the recommender lives in its own file
+            try:
+                model = torch.load(path.parent / state["model_file"], weights_only=False)
+            except (OSError, RuntimeError, EOFError) as err:
+                raise RunError(f"corrupted run directory {self.path}: model file {state['model_file']} of round "
+                               f"{last} is unreadable ({err})") from None
+            state = {**{k: v for k, v in state.items() if k != "model_file"}, "model": model}
+        return Checkpoint(int(data["round"]), state)
 
     # ------------------------------------------------------------------ queries and later phases
 
@@ -223,6 +259,12 @@ class RunStore:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+
+def _serialize(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
 
 
 def _encode(value: Any) -> Any:

@@ -37,6 +37,41 @@ def test_rounds_checkpoints_and_reopen(tmp_path):
         again.commit_round(5, [], {}, {}, 0.0)
 
 
+def test_the_model_is_written_only_when_given_and_kept_while_a_checkpoint_names_it(tmp_path):
+    folder = tmp_path / "run" / "checkpoints"
+    store = RunStore.open_or_create(tmp_path / "run", CONFIG)
+    changes = {0: 1.0, 4: 2.0, 5: 3.0}  # rounds in which the recommender changed
+    for r in range(8):
+        model = {"w": torch.tensor([changes[r]])} if r in changes else None
+        store.commit_round(r, [], {}, {"x": r}, 0.0, model)
+        state = store.load_checkpoint().state
+        assert state["x"] == r and "model_file" not in state
+        assert state["model"]["w"].item() == changes[max(k for k in changes if k <= r)]
+        models = sorted(p.name for p in folder.glob("model-*.pt"))
+        if r in (2, 3):  # rounds 1-3 name the model of round 0: one file on disk
+            assert models == ["model-000000.pt"]
+        if r == 4:  # round 3's checkpoint (kept) still names model 0
+            assert models == ["model-000000.pt", "model-000004.pt"]
+        if r == 7:
+            assert models == ["model-000005.pt"]
+    store.close()
+    # a resumed session writes the model once, then cleans up as before
+    again = RunStore.open_or_create(tmp_path / "run", json.loads(json.dumps(CONFIG)))
+    assert again.load_checkpoint().state["model"]["w"].item() == 3.0
+    again.commit_round(8, [], {}, {"x": 8}, 0.0, {"w": torch.tensor([3.0])})
+    again.commit_round(9, [], {}, {"x": 9}, 0.0)
+    assert sorted(p.name for p in folder.glob("*.pt")) == ["model-000008.pt", "round-000008.pt", "round-000009.pt"]
+    assert again.load_checkpoint().state["model"]["w"].item() == 3.0
+
+
+def test_a_missing_model_file_is_a_clear_error(tmp_path):
+    store = RunStore.open_or_create(tmp_path / "run", CONFIG)
+    store.commit_round(0, [], {}, {}, 0.0, {"w": torch.zeros(1)})
+    (tmp_path / "run" / "checkpoints" / "model-000000.pt").unlink()
+    with pytest.raises(RunError, match="model file model-000000.pt of round 0 is unreadable"):
+        store.load_checkpoint()
+
+
 def test_config_mismatch_names_the_keys(tmp_path):
     RunStore.open_or_create(tmp_path, CONFIG).close()
     changed = {**CONFIG, "seed": 4, "train": {"lr": 0.1, "batch": 128}}

@@ -246,6 +246,7 @@ class LossSearch:
     def _restore(self) -> None:
         cfg, store = self.config, self.store
         checkpoint = store.load_checkpoint()
+        self._model_changed = True  # the first commit of a session saves the recommender once
         self.strategy = self._given_strategy or create(cfg.strategy, dict(cfg.strategy_config), seed=cfg.seed)
         self.order_gen = torch.Generator().manual_seed(cfg.seed)
         if checkpoint is None:
@@ -272,7 +273,8 @@ class LossSearch:
         self._rebuild_memory()
 
     def _state(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
+        """Everything but the recommender, which is saved apart and only when it changed."""
+        return {"strategy": self.strategy.state_dict(),
                 "order_gen": self.order_gen.get_state(), "totals": dict(self.totals), "elapsed": self.elapsed,
                 "utility": self.utility, "train_metric": self.train_metric, "best_utility": self.best_utility,
                 "stale": self.stale, "best_so_far": self.best_so_far, "best_id": self.best_id}
@@ -407,7 +409,9 @@ class LossSearch:
         info = asdict(report)
         del info["round"]
         committing = time.perf_counter()
-        self.store.commit_round(self.round, rows, info, self._state(), time.time())
+        model = self.model.state_dict() if self._model_changed else None
+        self.store.commit_round(self.round, rows, info, self._state(), time.time(), model)
+        self._model_changed = False
         self._unbooked = time.perf_counter() - committing  # booked to the next round's time
         self.round += 1
         return report
@@ -444,6 +448,7 @@ class LossSearch:
         else:
             chosen = accepted[int(torch.randint(len(accepted), (1,), generator=self.order_gen))]
         self.model = population.select([chosen])
+        self._model_changed = True
         self.utility = float(utility[chosen])
         self.train_metric = self._reported(float(self._utility(self.model, train)[0]))
         self._start_state()
