@@ -157,7 +157,8 @@ def compare(
 def _print_summary(plan, summary: dict) -> None:
     metric = summary["metric"].upper()
     table = Table(title=f"{len(plan.seeds)} seeds, budget {plan.budget} evaluations (mean ± std)")
-    for col in ("strategy", "best reward", "sampled", "evaluated", "pass II", f"test {metric} of best", f"vs {summary['reference']}"):
+    versus = f"vs {summary['reference']}" if summary["reference"] else "vs baseline"
+    for col in ("strategy", "best reward", "sampled", "evaluated", "pass II", f"test {metric} of best", versus):
         table.add_column(col)
 
     def cell(d: dict, digits: int = 4) -> str:

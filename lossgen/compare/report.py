@@ -65,10 +65,12 @@ def markdown(plan: ComparePlan, measures: dict[str, dict], summary: dict, phase3
     lines = [f"# Strategy comparison: {', '.join(plan.strategies)} on {s.get('dataset')} ({s.get('model')}, {s.get('task')})", ""]
     if command:
         lines += ["```bash", command, "```", ""]
+    baselines = f"the baselines {plan.baselines}" if plan.baselines.strip() else "no baselines"
+    lower = " (lower is better)" if metric == "RMSE" else ""
     lines += [f"{len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}) per strategy; budget {plan.budget} full "
               f"candidate evaluations per run; Phase III: the top {plan.top} distinct candidates of every run passing "
-              f"Phase II (rate >= {plan.threshold:g}) and the baselines {plan.baselines}, Phase III seeds: {plan.phase3_seeds}, "
-              f"one shared population. Cells: mean ± std [min, max] over seeds.", ""]
+              f"Phase II (rate >= {plan.threshold:g}) and {baselines}, Phase III seeds: {plan.phase3_seeds}, "
+              f"one shared population. Cells: mean ± std [min, max] over seeds. Test {metric}{lower}.", ""]
     head = ["measure"] + list(plan.strategies)
     rows = [[label.format(metric=metric)] + [_spread(summary["per_strategy"][st][key], key, len(plan.seeds)) for st in plan.strategies]
             for key, label in MEASURES.items()]
@@ -83,19 +85,26 @@ def markdown(plan: ComparePlan, measures: dict[str, dict], summary: dict, phase3
               "Paired by seed (same data split and initial recommender). Difference = a - b; interval: bootstrap 95% "
               "over seeds (10,000 resamples); p: exact two-sided Wilcoxon signed-rank test (zero differences "
               "dropped). With n seeds no exact p can fall below 2/2^n (shown as min).", ""]
-    label = {"best_reward": "best validation reward", "best_test": f"test {metric} of best loss"}
+    label = {"best_reward": "best validation reward", "best_test": f"test {metric} of best loss{lower}"}
     rows = [[f"{c['a']} - {c['b']}", label[c["measure"]], str(c["n"]), _interval(c), f"{c['wins']}/{c['ties']}/{c['losses']}", _p(c)]
             for c in summary["paired"]]
-    lines += _table(["pair", "measure", "n", "difference [95% interval]", "wins/ties/losses", "Wilcoxon p"], rows) + [""]
+    lines += _table(["pair", "measure", "n", "difference [95% interval]", "seeds a better/equal/worse", "Wilcoxon p"],
+                    rows) + [""]
 
     if summary["reference"] is not None:
         lines += ["## Best loss against the best baseline", "",
                   f"Per seed: the run's best loss (best Phase III validation among its candidates) minus "
-                  f"{summary['reference']} on test {metric}. Same tests as above, plus Phase III's own paired bootstrap "
-                  f"over test examples per run (in the run table).", ""]
+                  f"{summary['reference']} on test {metric}{lower}. The baseline is trained once in the shared Phase III, "
+                  f"so this is a one-sample test of the differences (the interval leaves out the baseline's own "
+                  f"seed-to-seed variation); Phase III's paired bootstrap over test examples for each run's best loss "
+                  f"is in the run table.", ""]
         rows = [[st, str(c["n"]), _interval(c), f"{c['wins']}/{c['ties']}/{c['losses']}", _p(c)]
                 for st, c in summary["vs_baseline"].items()]
-        lines += _table(["strategy", "n", "difference [95% interval]", "wins/ties/losses", "Wilcoxon p"], rows) + [""]
+        lines += _table(["strategy", "n", "difference [95% interval]", "seeds better/equal/worse", "Wilcoxon p"],
+                        rows) + [""]
+    elif plan.baselines.strip():
+        lines += [f"None of the baselines {plan.baselines} is a handcrafted baseline (BCE, MSE, Hinge, Focal): "
+                  "no best-baseline comparison.", ""]
     lines += ["## Proxy fidelity", "",
               "Spearman's rank correlation between a candidate's one-epoch search reward and its Phase III result "
               f"(validation and test {metric}{', negated' if metric == 'RMSE' else ''}), over the candidates that "

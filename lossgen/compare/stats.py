@@ -160,17 +160,20 @@ def paired_comparison(
     b: Mapping[Hashable, float | None],
     replicates: int = 10000,
     seed: int = 0,
+    higher_is_better: bool = True,
 ) -> dict:
     """Compare two strategies on the pairing keys (search seeds) where both have a finite value.
 
     Differences are a - b, taken in sorted key order (so the bootstrap is reproducible).
     Returns n, mean_difference, interval ([lo, hi], `bootstrap_mean_interval`), wilcoxon_p,
     min_p (`min_attainable_p` of the number of nonzero differences) and wins / ties / losses
-    (a > b, a == b, a < b). With no pair: n = 0, None for the statistics, zero counts.
+    of a (a better, equal, worse: a > b is a win unless `higher_is_better` is False, as for
+    RMSE). With no pair: n = 0, None for the statistics, zero counts.
     """
     keys = sorted(k for k in a.keys() & b.keys() if _finite(a[k]) and _finite(b[k]))
     d = np.array([a[k] - b[k] for k in keys], dtype=float)
-    wins, ties, losses = int((d > 0).sum()), int((d == 0).sum()), int((d < 0).sum())
+    better = d if higher_is_better else -d
+    wins, ties, losses = int((better > 0).sum()), int((better == 0).sum()), int((better < 0).sum())
     if d.size == 0:
         return {
             "n": 0, "mean_difference": None, "interval": None, "wilcoxon_p": None,

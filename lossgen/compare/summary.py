@@ -62,17 +62,19 @@ def summarize(plan: ComparePlan, measures: dict[str, dict], phase3: dict) -> dic
                     for s, runs in by_strategy.items()}
     for s, runs in by_strategy.items():
         per_strategy[s]["reached_budget"] = sum(m["reached_budget"] for m in runs)
+    lower_better = metric == "rmse"  # the test metric; rewards are utilities (higher is better)
     paired = []
     for a, b in combinations(plan.strategies, 2):
         for key in PAIRED:
             values = [{seed: measures[run_name(s, seed)][key] for seed in plan.seeds} for s in (a, b)]
-            paired.append({"a": a, "b": b, "measure": key, **stats.paired_comparison(*values)})
+            higher = not (lower_better and key == "best_test")
+            paired.append({"a": a, "b": b, "measure": key, **stats.paired_comparison(*values, higher_is_better=higher)})
     reference = next((e for e in phase3["results"] if e["name"] == phase3["reference"]), None)
     vs_baseline = {}
     for s in plan.strategies:
         best = {seed: measures[run_name(s, seed)]["best_test"] for seed in plan.seeds}
         ref = {seed: reference["test_mean"] for seed in plan.seeds} if reference else {}
-        vs_baseline[s] = stats.paired_comparison(best, ref)
+        vs_baseline[s] = stats.paired_comparison(best, ref, higher_is_better=not lower_better)
     return {
         "metric": metric,
         "reference": phase3["reference"],

@@ -259,3 +259,11 @@ def test_band_matches_numpy_on_full_columns():
 def test_band_rejects_one_dimensional_input():
     with pytest.raises(ValueError):
         S.band([1.0, 2.0])
+
+
+def test_paired_comparison_counts_wins_by_the_metrics_direction():
+    a, b = {0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 2.0, 2: 1.0}
+    up = S.paired_comparison(a, b)
+    down = S.paired_comparison(a, b, higher_is_better=False)
+    assert (up["wins"], up["ties"], up["losses"]) == (1, 1, 1) == (down["losses"], down["ties"], down["wins"])
+    assert up["mean_difference"] == down["mean_difference"] and up["wilcoxon_p"] == down["wilcoxon_p"]

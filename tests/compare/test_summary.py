@@ -148,3 +148,16 @@ def test_a_run_without_a_best_loss_is_left_out_of_its_strategys_cells_and_said_s
     test = next(c for c in s["paired"] if c["measure"] == "best_test")
     assert test["n"] == 2  # seed 1 has no pair
     assert "(2 of 3 seeds)" in markdown(PLAN, measures, s, P3, None)
+
+
+def test_for_rmse_a_lower_test_value_is_a_win():
+    p3 = {**P3, "metric": "rmse", "reference": "BCE"}
+    measures = {k: {**v, "chosen": [dict(c) for c in v["chosen"]]} for k, v in MEASURES.items()}
+    s = summarize(PLAN, measures, p3)
+    # lowest validation RMSE is chosen: a-s0 -> r (0.70, test 0.83); a: 0.83, 0.78, 0.81; b: 0.82, 0.83, 0.81
+    test = next(c for c in s["paired"] if c["measure"] == "best_test")
+    assert test["mean_difference"] == pytest.approx(((0.83 - 0.82) + (0.78 - 0.83) + 0) / 3)
+    assert (test["wins"], test["ties"], test["losses"]) == (1, 1, 1)  # a lower in seed 1, higher in seed 0
+    reward = next(c for c in s["paired"] if c["measure"] == "best_reward")
+    assert reward["wins"] == 3  # rewards are utilities: higher is better whatever the metric
+    assert (s["vs_baseline"]["b"]["wins"], s["vs_baseline"]["b"]["losses"]) == (0, 3)  # all above 0.80
