@@ -1,6 +1,6 @@
 """What a comparison runs: every strategy x seed as its own search run, under one directory.
 
-    OUT/compare.json          the plan of the latest invocation (strategies, seeds, budget, settings)
+    OUT/plan.json             the plan of the latest invocation (strategies, seeds, budget, settings, data key)
     OUT/runs/<strategy>-s<seed>/   one resumable search run each (lossgen.store)
     OUT/phase3/               the shared Phase III (all runs' best candidates + the baselines)
     OUT/compare.{md,csv,json} and OUT/*.png   the report
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lossgen.losses import parse_losses
 from lossgen.search import STRATEGIES
 
 
@@ -47,6 +48,8 @@ class ComparePlan:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.baselines.strip():
+            parse_losses(self.baselines)  # an unknown name fails now, not after hours of search
 
     def runs(self) -> list[tuple[str, int]]:
         """(strategy, seed) pairs, seed-major so that early results cover every strategy."""

@@ -1,6 +1,6 @@
 """`run_compare`: the whole comparison, resumable as a whole.
 
-Steps: record the plan (compare.json) -> Phase I of every run (skipped for runs already at their
+Steps: check the settings and record the plan (plan.json) -> Phase I of every run (skipped for runs already at their
 limits) -> Phase II on every run -> the shared Phase III (reused when unchanged) -> measures,
 statistics, report. Every step's results live on disk before the next starts, so the same
 command after a kill or Ctrl-C picks up where it stopped: completed rounds of a run are kept,
@@ -36,13 +36,17 @@ class CompareHooks:
     on_epoch: Callable[[int, int], None] | None = None  # Phase III (epoch, runs still training)
 
 
-def check_same_comparison(out: Path, plan: ComparePlan) -> None:
-    """A comparison directory holds one comparison: its search settings must not change."""
-    path = Path(out) / "compare.json"
+PLAN_FILE = "plan.json"  # what identifies the comparison; compare.json is the report's
+
+
+def check_same_comparison(out: Path, plan: ComparePlan, data_key: str) -> None:
+    """A comparison directory holds one comparison: its search settings and data must not change."""
+    path = Path(out) / PLAN_FILE
     if not path.is_file():
         return
     try:
-        old = json.loads(path.read_text())["plan"]["search"]
+        saved = json.loads(path.read_text())
+        old, old_key = saved["plan"]["search"], saved["data_key"]
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(f"{path} is unreadable: not a lossgen comparison directory") from None
     changed = sorted(k for k in set(old) | set(plan.search)
@@ -50,6 +54,9 @@ def check_same_comparison(out: Path, plan: ComparePlan) -> None:
     if changed:
         detail = ", ".join(f"{k} ({old.get(k)!r} -> {plan.search.get(k)!r})" for k in changed)
         raise ValueError(f"{out} holds a comparison with other settings: {detail}; use another --out")
+    if old_key != data_key:
+        raise ValueError(f"{out} holds a comparison on other data: the split of {plan.search['dataset']!r} has "
+                         f"changed since; use another --out")
 
 
 def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks | None = None,
@@ -68,13 +75,14 @@ def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a directory")
-    check_same_comparison(out, plan)
-    if out.exists() and not (out / "compare.json").exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty and is not a lossgen comparison directory (no compare.json)")
+    if out.exists() and not (out / PLAN_FILE).exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and is not a lossgen comparison directory (no {PLAN_FILE})")
     dataset = load(plan.search["dataset"], plan.search.get("data_dir"))
+    check_same_comparison(out, plan, dataset.key)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "compare.json", json.dumps({"plan": plan.to_dict(), "command": command}, indent=2) + "\n")
-    prepare_runs(plan, out, dataset)
+    prepare_runs(plan, out, dataset)  # every run's settings check out before anything is recorded
+    write_text_atomic(out / PLAN_FILE, json.dumps({"plan": plan.to_dict(), "data_key": dataset.key,
+                                                   "command": command}, indent=2) + "\n")
 
     _phase(hooks, "search")
     run_searches(plan, out, dataset, jobs, hooks.on_round, hooks.on_run_done)

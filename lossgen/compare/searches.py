@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
 
@@ -106,28 +107,33 @@ def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round:
         for settings in tasks:
             finished(search_one(settings, events=lambda e: on_round and on_round(*e), dataset=dataset))
     else:
+        # a pool that notices a worker dying (killed, out of memory) instead of waiting for it forever
         context = multiprocessing.get_context("spawn")
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with context.Manager() as manager:
             events = manager.Queue()
-            pool = context.Pool(jobs, maxtasksperchild=1)
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1)
             try:
-                pending = [pool.apply_async(search_one, (settings, threads, events)) for settings in tasks]
+                pending = {pool.submit(search_one, settings, threads, events) for settings in tasks}
                 while pending:
-                    time.sleep(0.25)
+                    done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                     _drain(events, on_round)
-                    for job in [j for j in pending if j.ready()]:
-                        pending.remove(job)
-                        finished(job.get())  # a worker's exception surfaces here
+                    for future in done:
+                        finished(future.result())  # a worker's exception (or BrokenProcessPool) surfaces here
                 _drain(events, on_round)
-                pool.close()
-                pool.join()
+                pool.shutdown()
             except BaseException:
                 # an error or Ctrl-C: stop every worker now; each run keeps its completed rounds
-                pool.terminate()
-                pool.join()
+                _terminate(pool)
                 raise
     return [outcomes[run_name(s["strategy"], s["seed"])] for s in every]
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    workers = list(getattr(pool, "_processes", {}).values())  # the executor has no public kill before 3.14
+    for process in workers:
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _drain(events, on_round: RoundCallback | None) -> None:

@@ -165,3 +165,60 @@ def test_a_directory_that_is_not_a_comparison_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not a lossgen comparison directory"):
         run_compare(small_plan(), tmp_path / "stuff")
     assert sorted(p.name for p in (tmp_path / "stuff").iterdir()) == ["notes.txt"]
+
+
+def test_a_refused_invocation_changes_nothing(finished, monkeypatch):
+    out = finished[0]
+    plan_file = out / "plan.json"
+    saved = json.loads(plan_file.read_text())
+    before = {name: (out / name).read_bytes() for name in ("compare.json", "compare.md")}
+    plan_file.write_text(json.dumps({**saved, "data_key": "another split"}))
+    try:
+        with pytest.raises(ValueError, match="comparison on other data"):
+            run_compare(small_plan(), out)
+        assert {name: (out / name).read_bytes() for name in before} == before
+    finally:
+        plan_file.write_text(json.dumps(saved))
+
+
+def test_an_unknown_baseline_fails_before_any_search(tmp_path):
+    with pytest.raises(ValueError, match="Fcal"):
+        run_compare(small_plan(baselines="BCE,Fcal"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+WORKER_KILL_SCRIPT = """
+import gc, json, os, signal, sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from lossgen.compare.plan import ComparePlan
+from lossgen.compare.runner import CompareHooks, run_compare
+
+killed = []
+
+def on_round(name, r):  # a worker dies in the middle of its search (as killed by the OOM killer)
+    if killed:
+        return
+    for pool in (o for o in gc.get_objects() if isinstance(o, ProcessPoolExecutor)):
+        for process in list(pool._processes.values())[:1]:
+            os.kill(process.pid, signal.SIGKILL)
+            killed.append(process.pid)
+
+try:
+    run_compare(ComparePlan.from_dict(json.loads(sys.argv[2])), Path(sys.argv[1]), jobs=2,
+                hooks=CompareHooks(on_round=on_round))
+except Exception as err:
+    print("stopped:", type(err).__name__)
+    sys.exit(3)
+"""
+
+
+def test_a_worker_that_dies_stops_the_comparison_instead_of_hanging(tmp_path):
+    import subprocess
+    import sys
+
+    plan = json.dumps(small_plan(strategies=("random",), budget=40).to_dict())
+    proc = subprocess.run([sys.executable, "-c", WORKER_KILL_SCRIPT, str(tmp_path / "out"), plan],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "stopped: BrokenProcessPool" in proc.stdout
