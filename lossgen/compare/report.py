@@ -70,7 +70,8 @@ def markdown(plan: ComparePlan, measures: dict[str, dict], summary: dict, phase3
     lines += [f"{len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}) per strategy; budget {plan.budget} full "
               f"candidate evaluations per run; Phase III: the top {plan.top} distinct candidates of every run passing "
               f"Phase II (rate >= {plan.threshold:g}) and {baselines}, Phase III seeds: {plan.phase3_seeds}, "
-              f"one shared population. Cells: mean ± std [min, max] over seeds. Test {metric}{lower}.", ""]
+              f"one shared population. Cells: mean ± std [min, max] over seeds."
+              + (" Test RMSE: lower is better." if lower else ""), ""]
     head = ["measure"] + list(plan.strategies)
     rows = [[label.format(metric=metric)] + [_spread(summary["per_strategy"][st][key], key, len(plan.seeds)) for st in plan.strategies]
             for key, label in MEASURES.items()]
