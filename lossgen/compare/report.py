@@ -18,8 +18,8 @@ import numpy as np
 
 from lossgen.atomic import write_bytes_atomic
 from lossgen.compare.plan import ComparePlan, run_name
-from lossgen.compare.summary import MEASURES, PAIRED
-from lossgen.run_report import _cell, _code, _figure, _png, _table
+from lossgen.compare.summary import MEASURES
+from lossgen.run_report import _code, _figure, _png, _table
 
 CSV_FIELDS = ("strategy", "seed", "reached_budget", "rounds", "sampled", "zero_gradient", "duplicates", "evaluated",
               "accepted", "elapsed", "best_reward", "distinct", "passing", "best_loss", "best_loss_formula",

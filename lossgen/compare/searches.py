@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_module
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
