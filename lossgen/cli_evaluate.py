@@ -25,8 +25,7 @@ def run_phase3(store, data, top: int, seeds: int, max_epochs: int, baselines: st
     if data.key != store.config.get("data_key"):
         fail(f"the dataset {data.name!r} differs from the one run {store.path} searched on (its split key changed)")
     try:
-        train = TrainConfig(**{**store.config.get("train", {}), "optimizer": optimizer,
-                               "betas": tuple(store.config.get("train", {}).get("betas", (0.9, 0.999)))})
+        train = TrainConfig.from_dict({**store.config.get("train", {}), "optimizer": optimizer})
         config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, train=train)
         with Progress(console=console, transient=True) as bar:
             job = bar.add_task("Phase III", total=max_epochs)

@@ -198,6 +198,7 @@ class RunStore:
         for old in rounds[: -self.keep]:
             old.unlink(missing_ok=True)
         kept = [int(p.stem.split("-")[1]) for p in rounds[-self.keep:]]
+        self._model_of = {r: f for r, f in self._model_of.items() if r in kept}  # bounded, however long the run
         if not kept or any(r not in self._model_of for r in kept):
             return
         oldest = min(self._model_of[r] for r in kept)

@@ -31,6 +31,11 @@ class TrainConfig:
         if self.lr <= 0 or self.l2 < 0 or not 1 <= self.batch_size <= 256:
             raise ValueError("lr must be > 0, l2 >= 0 and batch_size in 1..256")
 
+    @staticmethod
+    def from_dict(d: dict) -> "TrainConfig":
+        """From its stored (JSON) form, where the betas tuple became a list."""
+        return TrainConfig(**{**d, "betas": tuple(d["betas"])} if "betas" in d else d)
+
 
 def train_epoch(model: MFPopulation | MLPPopulation, losses: Sequence[LossSpec] | LossTable, users: torch.Tensor,
                 items: torch.Tensor, labels: torch.Tensor, config: TrainConfig,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from lossgen.phases.runs import EVALUATED_ROWS, distinct_evaluated, phase3_candidates
 from lossgen.store import RunStore
 
-COUNTS = ("sampled", "evaluated", "zero_gradient", "duplicates", "accepted")
+COUNTS = ("sampled", "zero_gradient", "duplicates", "accepted")  # at the end of the cut round
 
 
 def round_cut(rounds: list[dict], budget: int) -> dict | None:
@@ -38,7 +38,7 @@ def run_measures(store: RunStore, budget: int, top: int, threshold: float) -> di
     rewards = [r["reward"] for r in evaluated]
     return {
         **{k: cut["totals"][k] for k in COUNTS},
-        "evaluated": len(evaluated),
+        "evaluated": len(evaluated),  # within the budget, not the whole cut round
         "rounds": cut["round"] + 1,
         "elapsed": cut["elapsed"],
         "reached_budget": len(evaluated) >= budget,

@@ -18,6 +18,7 @@ from lossgen import report
 from lossgen.atomic import write_text_atomic
 from lossgen.losses import LossKind, from_program, parse_losses
 from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
+from lossgen.phases.runs import result_metric
 from lossgen.programs import Program
 
 
@@ -59,7 +60,7 @@ def shared_phase3(out: Path, dataset, chosen: dict[str, list[dict]], baselines: 
     if not specs:
         raise ValueError("Phase III has nothing to train: no candidate passed Phase II and no baselines are given")
     result = run_effectiveness(dataset, specs, config, progress)
-    metric = "auc" if result.task == "classification" else "rmse"
+    metric = result_metric(result)
     by_name = {l["name"]: l for l in losses}
     results = []
     for r in result.losses:

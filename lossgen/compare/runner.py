@@ -23,7 +23,7 @@ from lossgen.compare.searches import prepare_runs, run_searches
 from lossgen.compare.summary import summarize
 
 # Search options that may differ between invocations of one comparison (limits, where data is)
-NOT_IDENTITY = {"max_sampled", "time_limit", "patience", "max_rounds", "data_dir", "budget"}
+NOT_IDENTITY = {"max_sampled", "time_limit", "patience", "max_rounds", "data_dir"}
 
 
 @dataclass
@@ -102,10 +102,9 @@ def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks
             store.close()
 
     _phase(hooks, "phase3")
-    train = run_config.get("train", {})
     config = EffectivenessConfig(seeds=tuple(range(plan.phase3_seeds)), max_epochs=plan.max_epochs,
                                  task=run_config["task"], model=run_config["model"], dim=run_config["dim"],
-                                 train=TrainConfig(**{**train, "betas": tuple(train.get("betas", (0.9, 0.999)))}))
+                                 train=TrainConfig.from_dict(run_config.get("train", {})))
     phase3 = shared_phase3(out, dataset, chosen, plan.baselines, config, run_config.get("clamp", "paper"), hooks.on_epoch)
 
     _phase(hooks, "report")

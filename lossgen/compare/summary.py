@@ -37,11 +37,16 @@ PAIRED = ("best_reward", "best_test")
 CURVE_POINTS = 200
 
 
+def reference_entry(phase3: dict) -> dict | None:
+    """The Phase III result of the best baseline (None without baselines)."""
+    return next((e for e in phase3["results"] if e["name"] == phase3["reference"]), None)
+
+
 def join_phase3(measures: dict[str, dict], phase3: dict) -> None:
     """Add each run's Phase III results and its best loss (chosen on validation) in place."""
     higher = phase3["metric"] != "rmse"
     by_fp = {e["fingerprint"]: e for e in phase3["results"] if e["fingerprint"]}
-    reference = next((e for e in phase3["results"] if e["name"] == phase3["reference"]), None)
+    reference = reference_entry(phase3)
     for m in measures.values():
         for c in m["chosen"]:
             e = by_fp.get(c["fingerprint"])
@@ -69,7 +74,7 @@ def summarize(plan: ComparePlan, measures: dict[str, dict], phase3: dict) -> dic
             values = [{seed: measures[run_name(s, seed)][key] for seed in plan.seeds} for s in (a, b)]
             higher = not (lower_better and key == "best_test")
             paired.append({"a": a, "b": b, "measure": key, **stats.paired_comparison(*values, higher_is_better=higher)})
-    reference = next((e for e in phase3["results"] if e["name"] == phase3["reference"]), None)
+    reference = reference_entry(phase3)
     vs_baseline = {}
     for s in plan.strategies:
         best = {seed: measures[run_name(s, seed)]["best_test"] for seed in plan.seeds}

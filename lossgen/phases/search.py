@@ -102,9 +102,7 @@ class SearchConfig:
     def from_dict(d: dict) -> "SearchConfig":
         d = dict(d)
         train = d.pop("train", {})
-        if "betas" in train:
-            train = {**train, "betas": tuple(train["betas"])}
-        return SearchConfig(**d, train=TrainConfig(**train))
+        return SearchConfig(**d, train=TrainConfig.from_dict(train))
 
 
 @dataclass(frozen=True)
