@@ -32,8 +32,9 @@ from pathlib import Path
 
 from bench_env import environment, results_path
 from lossgen.data import load
-from lossgen.phases.search import LossSearch, RoundReport, SearchConfig, SearchLimits, run_config
-from lossgen.store import RunStore
+from lossgen.phases.search import LossSearch, RoundReport
+from lossgen.phases.settings import SearchConfig, SearchLimits, run_config
+from lossgen.runs import RunStore
 
 ARMS = {"filtering": True, "no_filtering": False}
 LABELS = {"filtering": "with filtering", "no_filtering": "without filtering"}
@@ -105,7 +106,7 @@ def plot(runs: dict[str, list[dict]], initial: float, title: str, path: Path) ->
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure  # the object-oriented API, as lossgen/run_report.py
+    from matplotlib.figure import Figure  # the object-oriented API, as lossgen/reports/plots.py
 
     fig = Figure(figsize=(6.4, 4.0), dpi=100, layout="constrained")
     ax = fig.subplots()

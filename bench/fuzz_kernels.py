@@ -2,7 +2,7 @@
 
 Every op code (the extended set), every clamp mode, 1..max_steps steps, and per program 512
 points: every pair of special inputs (0, negatives, values at and beyond each clamp bound, the
-Exp cut-off) plus random points with ties. Classification of each point as in lossgen/verify.py:
+Exp cut-off) plus random points with ties. Classification of each point as in lossgen/kernels/verify.py:
 within tolerance of the float32 reference, or ill-conditioned but inside the float32 rounding
 envelope of the float64 result, or a mismatch. Exits 1 on any mismatch.
 
@@ -19,7 +19,7 @@ from dataclasses import asdict
 
 from bench_env import environment, results_path
 from lossgen import kernels
-from lossgen.verify import fuzz
+from lossgen.kernels.verify import fuzz
 
 
 def main() -> int:

@@ -3,8 +3,8 @@
 Compares, in one run and on the same random programs and points:
   compiled    lossgen.kernels.evaluate (the compiled CPU or CUDA kernel), with fresh outputs
               and, in the out=/s column, with reused output buffers (out=)
-  vectorized  lossgen.reference.vectorized_evaluate: all K candidates at once in plain PyTorch
-  eager       lossgen.reference.reference_evaluate: candidate by candidate, autograd derivatives
+  vectorized  lossgen.kernels.reference.vectorized_evaluate: all K candidates at once in plain PyTorch
+  eager       lossgen.kernels.reference.reference_evaluate: candidate by candidate, autograd derivatives
 A node-evaluation is one op of one program at one point (K * L * N per call).
 
     python bench/kernels.py                  # main point K=1024, N=4096, L=7, plus a sweep
@@ -25,9 +25,9 @@ import torch
 
 from bench_env import environment, results_path
 from lossgen import kernels
-from lossgen.opset import PAPER_OPS
-from lossgen.reference import reference_evaluate, vectorized_evaluate
-from lossgen.verify import random_program
+from lossgen.ir.opset import PAPER_OPS
+from lossgen.kernels.reference import reference_evaluate, vectorized_evaluate
+from lossgen.kernels.verify import random_program
 
 TARGETS = {"cpu": {"node_evals_per_s": 1e9, "vs_eager": 50.0, "vs_vectorized": 5.0}, "cuda": {"node_evals_per_s": 2e11}}
 

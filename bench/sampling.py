@@ -1,7 +1,7 @@
 """Search throughput: candidate programs proposed per second by each strategy.
 
 One round is ask(n) -> reward -> tell(candidates, rewards) with the cheap toy reward
-(`lossgen.search.toy_reward.GradientSignReward`, one compiled kernel call per round). The rate
+(`bench.toy_reward.GradientSignReward`, one compiled kernel call per round). The rate
 counts ask + tell time only, the strategy's own cost; the reward's time is reported beside it.
 Each configuration runs rounds for at least `--seconds` after a warm-up, three times; the table
 shows the median. rl makes one REINFORCE update per tell (at least 10 rewards each), evolution
@@ -25,7 +25,7 @@ import time
 
 from bench_env import environment, results_path
 from lossgen.search import create
-from lossgen.search.toy_reward import GradientSignReward
+from toy_reward import GradientSignReward
 
 STRATEGIES = ("rl", "evolution", "random")
 TARGET = 5000.0

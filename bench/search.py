@@ -21,8 +21,9 @@ from pathlib import Path
 
 from bench_env import environment, results_path
 from lossgen.data import load
-from lossgen.phases.search import LossSearch, SearchConfig, SearchLimits, run_config
-from lossgen.store import RunStore
+from lossgen.phases.search import LossSearch
+from lossgen.phases.settings import SearchConfig, SearchLimits, run_config
+from lossgen.runs import RunStore
 
 PAPER = {"with proxy": 93_792, "without proxy": 3_200, "hours": 24}
 

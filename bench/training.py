@@ -3,7 +3,7 @@ train split plus the validation AUC, per candidate), in one run:
 
   population  lossgen's fused MF population trainer at K = 1, 10, 64 (mixed losses)
   baseline    a plain PyTorch per-candidate loop written the usual way: nn.Module, autograd,
-              torch.optim.SGD with dense weight decay (lossgen/models/torch_mf.py)
+              torch.optim.SGD with dense weight decay (bench/torch_mf.py)
 
     python bench/training.py [--data-dir ../shared/data] [--quick]
 
@@ -21,13 +21,13 @@ import torch
 
 from bench_env import environment, results_path
 from lossgen.data import load
-from lossgen.formula import parse
-from lossgen.losses import from_program, named
-from lossgen.metrics import auc
+from lossgen.ir.formula import parse
+from lossgen.training.losses import from_program, named
+from lossgen.training.metrics import auc
 from lossgen.models.mf import LossTable, MFPopulation
 from lossgen.models.mlp import MLPPopulation
-from lossgen.models.torch_mf import TorchBiasedMF, train_torch_mf
-from lossgen.train import TrainConfig, train_epoch
+from torch_mf import TorchBiasedMF, train_torch_mf
+from lossgen.training.trainer import TrainConfig, train_epoch
 
 LOSSES = [named("BCE"), named("MSE"), named("MaxR", 1e-3), from_program(parse("max(y_hat, y) * (1 / (y_hat + 1))"))]
 

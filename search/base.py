@@ -16,8 +16,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from lossgen.opset import N_INPUT_SLOTS, Op, resolve_op_set
-from lossgen.programs import DEFAULT_MAX_STEPS, Program
+from lossgen.ir.opset import N_INPUT_SLOTS, Op, resolve_op_set
+from lossgen.ir.programs import DEFAULT_MAX_STEPS, Program
 
 
 
@@ -32,7 +32,7 @@ def program_key(program: Program, canonical: bool = False) -> str:
 class Dag:
     """Hash-consed loss DAG on integer node ids: equal ids <=> equal subtrees. Ids 0..2 are the
     inputs y_hat, y, 1. `program` emits the canonical program of a node exactly as
-    `lossgen.programs.lower` does for the equivalent `Expr` tree (left-first post-order, each node
+    `lossgen.ir.programs.lower` does for the equivalent `Expr` tree (left-first post-order, each node
     computed once and reused, except that a binary op whose operands would be the same slot gets
     a fresh copy of its right operand, its children still shared), without building or hashing
     trees: strategies canonicalise every candidate they propose, so this is their hot path.

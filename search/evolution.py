@@ -36,8 +36,9 @@ from typing import Sequence
 
 from deap import base, creator, gp, tools
 
-from lossgen.opset import N_INPUT_SLOTS, Op
-from lossgen.programs import Expr, Program
+from lossgen.ir.opset import N_INPUT_SLOTS, Op
+from lossgen.ir.expr import Expr
+from lossgen.ir.programs import Program
 from lossgen.search.base import (
     Candidate,
     Dag,

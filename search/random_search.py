@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from lossgen.opset import N_INPUT_SLOTS
+from lossgen.ir.opset import N_INPUT_SLOTS
 from lossgen.search.base import (
     Candidate,
     StrategyConfig,

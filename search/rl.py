@@ -51,7 +51,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lossgen.opset import N_INPUT_SLOTS, N_OPS, Op
+from lossgen.ir.opset import N_INPUT_SLOTS, N_OPS, Op
 from lossgen.search.base import (
     Candidate,
     StrategyConfig,

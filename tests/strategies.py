@@ -3,9 +3,9 @@
 import torch
 from hypothesis import strategies as st
 
-from lossgen.opset import N_INPUT_SLOTS, Op
-from lossgen.programs import Program
-from lossgen.verify import SPECIAL_INPUTS
+from lossgen.ir.opset import N_INPUT_SLOTS, Op
+from lossgen.ir.programs import Program
+from lossgen.kernels.verify import SPECIAL_INPUTS
 
 
 @st.composite

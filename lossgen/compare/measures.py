@@ -8,16 +8,15 @@ stopped by a safety rule before spending its budget reports what it did (`reache
 
 from __future__ import annotations
 
-from lossgen.phases.runs import EVALUATED_ROWS, distinct_evaluated, phase3_candidates
-from lossgen.store import RunStore
+from lossgen.runs import RoundRecord, RunStore, distinct_evaluated
 
 COUNTS = ("sampled", "zero_gradient", "duplicates", "accepted")  # at the end of the cut round
 
 
-def round_cut(rounds: list[dict], budget: int) -> dict | None:
+def round_cut(rounds: list[RoundRecord], budget: int) -> RoundRecord | None:
     """The round in which the budget was reached, else the last one (None: no round yet)."""
     for r in rounds:
-        if r["totals"]["evaluated"] >= budget:
+        if r.totals["evaluated"] >= budget:
             return r
     return rounds[-1] if rounds else None
 
@@ -29,29 +28,28 @@ def run_measures(store: RunStore, budget: int, top: int, threshold: float) -> di
     cut = round_cut(rounds, budget)
     if cut is None:
         raise ValueError(f"run {store.path} has no completed round")
-    round_end = {r["round"]: r["elapsed"] for r in rounds}
-    rows = [r for r in store.candidates(EVALUATED_ROWS) if r["round"] <= cut["round"]]
-    evaluated = sorted((r for r in rows if r["evaluation"] <= budget), key=lambda r: r["evaluation"])
-    distinct = [r for r in distinct_evaluated(rows) if r["evaluation"] <= budget]
-    passing = [r for r in distinct if r["phase2_rate"] is not None and r["phase2_rate"] >= threshold
-               and r.get("note") is None]
-    rewards = [r["reward"] for r in evaluated]
+    round_end = {r.round: r.get("elapsed") for r in rounds}
+    rows = store.evaluated(through_round=cut.round)
+    evaluated = sorted((r for r in rows if r.evaluation <= budget), key=lambda r: r.evaluation)
+    distinct = [r for r in distinct_evaluated(rows) if r.evaluation <= budget]
+    passing = [r for r in distinct if r.passes(threshold)]
+    rewards = [r.reward for r in evaluated]
     return {
-        **{k: cut["totals"][k] for k in COUNTS},
+        **{k: cut.totals[k] for k in COUNTS},
         "evaluated": len(evaluated),  # within the budget, not the whole cut round
-        "rounds": cut["round"] + 1,
-        "elapsed": cut["elapsed"],
+        "rounds": cut.round + 1,
+        "elapsed": cut.get("elapsed"),
         "reached_budget": len(evaluated) >= budget,
         "best_reward": max(rewards) if rewards else None,
         "distinct": len(distinct),
         "passing": len(passing),
         # anytime points: (evaluation index, reward) and (search seconds at its round's end, reward)
-        "by_evaluation": [[r["evaluation"], r["reward"]] for r in evaluated],
-        "by_time": [[round_end[r["round"]], r["reward"]] for r in evaluated],
-        "validation_by_round": _changes([[r["round"], r["validation"]] for r in rounds if r["round"] <= cut["round"]]),
-        "chosen": [{"id": r["id"], "fingerprint": r["fingerprint"], "program": r["program"], "formula": r["formula"],
-                    "reward": r["reward"], "evaluation": r["evaluation"]}
-                   for r in phase3_candidates(store, top, budget)],
+        "by_evaluation": [[r.evaluation, r.reward] for r in evaluated],
+        "by_time": [[round_end[r.round], r.reward] for r in evaluated],
+        "validation_by_round": _changes([[r.round, r.get("validation")] for r in rounds if r.round <= cut.round]),
+        "chosen": [{"id": r.id, "fingerprint": r.fingerprint, "program": [list(s) for s in r.program],
+                    "formula": r.formula, "reward": r.reward, "evaluation": r.evaluation}
+                   for r in store.best_passing(top, budget)],
     }
 
 

@@ -14,12 +14,12 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from lossgen import report
-from lossgen.atomic import write_text_atomic
-from lossgen.losses import LossKind, from_program, parse_losses
+from lossgen.reports import effectiveness as report
+from lossgen.util.atomic import write_text_atomic
+from lossgen.training.losses import LossKind, from_program, parse_losses
 from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
 from lossgen.phases.runs import result_metric
-from lossgen.programs import Program
+from lossgen.ir.programs import Program
 
 
 def loss_name(fingerprint: str) -> str:

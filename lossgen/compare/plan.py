@@ -1,15 +1,20 @@
 """What a comparison runs: every strategy x seed as its own search run, under one directory.
 
     OUT/plan.json             the plan of the latest invocation (strategies, seeds, budget, settings, data key)
-    OUT/runs/<strategy>-s<seed>/   one resumable search run each (lossgen.store)
+    OUT/runs/<strategy>-s<seed>/   one resumable search run each (lossgen.runs)
     OUT/phase3/               the shared Phase III (all runs' best candidates + the baselines)
     OUT/compare.{md,csv,json} and OUT/*.png   the report
 
 All runs share every search setting but the strategy and the seed. The seed fixes the
 recommender's initialisation and batch order, so runs of one seed start from the same
 recommender whatever their strategy. The budget counts full candidate evaluations; the safety
-stops (patience, max_sampled, time_limit) end a run whose strategy proposes only duplicates and
-so never spends it.
+stops (patience, max_sampled, time_limit, max_rounds) end a run whose strategy proposes only
+duplicates and so never spends it.
+
+The plan holds library settings: `search` is a `SearchConfig` in its stored form (without the
+strategy and seed, which vary per run) and `limits` the safety stops of `SearchLimits`. Plans
+written before that held the command line's flat option names in `search`; `from_dict` reads
+them through `search_from_options`, so old comparison directories still resume.
 """
 
 from __future__ import annotations
@@ -17,8 +22,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lossgen.losses import parse_losses
+from lossgen.phases.settings import (DEFAULT_DATASET, LIMIT_OPTIONS, CheckSettings, Phase3Settings, SearchConfig,
+                                     SearchLimits, search_from_options)
 from lossgen.search import STRATEGIES
+
+_PER_RUN = ("strategy", "seed")  # SearchConfig fields a plan sets per run
+SAFETY_STOPS = ("max_sampled", "time_limit", "max_rounds", "patience")
+
+
+def shared_search(config: SearchConfig) -> dict:
+    """The stored form of the settings every run shares."""
+    return {k: v for k, v in config.to_dict().items() if k not in _PER_RUN}
 
 
 @dataclass(frozen=True)
@@ -26,12 +40,15 @@ class ComparePlan:
     strategies: tuple[str, ...]
     seeds: tuple[int, ...]
     budget: int  # full candidate evaluations per run
-    search: dict = field(default_factory=dict)  # search options shared by all runs (cli_pipeline names)
-    top: int = 3  # best distinct passing candidates per run taken to Phase III
-    threshold: float = 0.9  # Phase II pass mark
-    phase3_seeds: int = 3
-    max_epochs: int = 300
-    baselines: str = "BCE,MSE,Hinge,Focal"
+    dataset: str = DEFAULT_DATASET
+    data_dir: str | None = None
+    search: dict = field(default_factory=lambda: shared_search(SearchConfig()))  # SearchConfig, stored form
+    limits: dict = field(default_factory=dict)  # safety stops: SearchLimits fields other than budget
+    top: int = Phase3Settings.top  # best distinct passing candidates per run taken to Phase III
+    threshold: float = CheckSettings.threshold  # Phase II pass mark
+    phase3_seeds: int = Phase3Settings.seeds
+    max_epochs: int = Phase3Settings.max_epochs
+    baselines: str = Phase3Settings.baselines
 
     def check(self) -> None:
         if not self.strategies:
@@ -43,22 +60,27 @@ class ComparePlan:
             raise ValueError(f"a strategy is listed twice: {','.join(self.strategies)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be a non-empty list without repeats")
-        for name in ("budget", "top", "phase3_seeds", "max_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.baselines.strip():
-            parse_losses(self.baselines)  # an unknown name fails now, not after hours of search
+        if self.budget < 1:
+            raise ValueError(f"budget must be at least 1, got {self.budget}")
+        unknown_stops = set(self.limits) - set(SAFETY_STOPS)
+        if unknown_stops:
+            raise ValueError(f"unknown safety stop {sorted(unknown_stops)[0]!r}; choose from {', '.join(SAFETY_STOPS)}")
+        Phase3Settings(self.top, self.phase3_seeds, self.max_epochs, self.baselines).check()
+        CheckSettings(self.threshold).check()
+        for strategy in self.strategies:
+            self.search_config(strategy, self.seeds[0]).check()
+        self.search_limits().check()
+
+    def search_config(self, strategy: str, seed: int) -> SearchConfig:
+        """The SearchConfig of one run."""
+        return SearchConfig.from_dict({**self.search, "strategy": strategy, "seed": seed})
+
+    def search_limits(self) -> SearchLimits:
+        return SearchLimits(budget=self.budget, **self.limits)
 
     def runs(self) -> list[tuple[str, int]]:
         """(strategy, seed) pairs, seed-major so that early results cover every strategy."""
         return [(strategy, seed) for seed in self.seeds for strategy in self.strategies]
-
-    def run_settings(self, out: Path, strategy: str, seed: int) -> dict:
-        """The `lossgen search` option values of one run."""
-        return {**self.search, "strategy": strategy, "seed": seed, "budget": self.budget,
-                "run_dir": str(run_dir(out, strategy, seed))}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -67,7 +89,17 @@ class ComparePlan:
 
     @staticmethod
     def from_dict(d: dict) -> "ComparePlan":
-        return ComparePlan(**{**d, "strategies": tuple(d["strategies"]), "seeds": tuple(d["seeds"])})
+        """From plan.json's `plan`, either form (library settings, or the older flat option names)."""
+        d = dict(d)
+        d["strategies"], d["seeds"] = tuple(d["strategies"]), tuple(d["seeds"])
+        if "limits" not in d:  # written before plans held library settings: the flat option names
+            flat = dict(d.pop("search", {}))
+            config, _ = search_from_options({**flat, "budget": d["budget"]})
+            d["dataset"], d["data_dir"] = flat.get("dataset", DEFAULT_DATASET), flat.get("data_dir")
+            d["search"] = shared_search(config)
+            limits = search_from_options({**{k: flat.get(k) for k in LIMIT_OPTIONS}, "budget": d["budget"]})[1]
+            d["limits"] = {k: v for k, v in asdict(limits).items() if k in SAFETY_STOPS and v is not None}
+        return ComparePlan(**d)
 
 
 def run_name(strategy: str, seed: int) -> str:

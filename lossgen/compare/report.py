@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lossgen.atomic import write_bytes_atomic
+from lossgen.util.atomic import write_bytes_atomic
 from lossgen.compare.plan import ComparePlan, run_name
 from lossgen.compare.summary import MEASURES
-from lossgen.run_report import _code, _figure, _png, _table
+from lossgen.reports.markdown import code as _code, table as _table
+from lossgen.reports.plots import figure as _figure, png as _png
 
 CSV_FIELDS = ("strategy", "seed", "reached_budget", "rounds", "sampled", "zero_gradient", "duplicates", "evaluated",
               "accepted", "elapsed", "best_reward", "distinct", "passing", "best_loss", "best_loss_formula",
@@ -62,7 +63,7 @@ def _interval(c: dict) -> str:
 def markdown(plan: ComparePlan, measures: dict[str, dict], summary: dict, phase3: dict, command: str | None) -> str:
     metric = summary["metric"].upper()
     s = plan.search
-    lines = [f"# Strategy comparison: {', '.join(plan.strategies)} on {s.get('dataset')} ({s.get('model')}, {s.get('task')})", ""]
+    lines = [f"# Strategy comparison: {', '.join(plan.strategies)} on {plan.dataset} ({s.get('model')}, {s.get('task')})", ""]
     if command:
         lines += ["```bash", command, "```", ""]
     baselines = f"the baselines {plan.baselines}" if plan.baselines.strip() else "no baselines"

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lossgen.atomic import write_text_atomic
+from lossgen.data import load
+from lossgen.phases.effectiveness import EffectivenessConfig
+from lossgen.phases.runs import check_run, phase2_current
+from lossgen.runs import RunStore
+from lossgen.training.trainer import TrainConfig
+from lossgen.util.atomic import write_text_atomic
 from lossgen.compare.measures import run_measures
 from lossgen.compare.phase3 import shared_phase3
 from lossgen.compare.plan import ComparePlan, run_dir, run_name
 from lossgen.compare.report import write_report
 from lossgen.compare.searches import prepare_runs, run_searches
 from lossgen.compare.summary import summarize
-
-# Search options that may differ between invocations of one comparison (limits, where data is)
-NOT_IDENTITY = {"max_sampled", "time_limit", "patience", "max_rounds", "data_dir"}
-
 
 @dataclass
 class CompareHooks:
@@ -40,34 +41,31 @@ PLAN_FILE = "plan.json"  # what identifies the comparison; compare.json is the r
 
 
 def check_same_comparison(out: Path, plan: ComparePlan, data_key: str) -> None:
-    """A comparison directory holds one comparison: its search settings and data must not change."""
+    """A comparison directory holds one comparison: its search settings and data must not change
+    (the safety stops and where the data lives may)."""
     path = Path(out) / PLAN_FILE
     if not path.is_file():
         return
     try:
         saved = json.loads(path.read_text())
-        old, old_key = saved["plan"]["search"], saved["data_key"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(f"{path} is unreadable: not a lossgen comparison directory") from None
-    changed = sorted(k for k in set(old) | set(plan.search)
-                     if k not in NOT_IDENTITY and old.get(k) != plan.search.get(k))
+        old, old_key = ComparePlan.from_dict(saved["plan"]), saved["data_key"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is unreadable ({' '.join(str(err).split())}): not a lossgen comparison directory, "
+                         f"or one written by another lossgen; use another --out") from None
+    # compared in their stored (JSON) form: plan.json holds lists where a fresh plan has tuples
+    before, after = (json.loads(json.dumps({"dataset": p.dataset, **p.search})) for p in (old, plan))
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     if changed:
-        detail = ", ".join(f"{k} ({old.get(k)!r} -> {plan.search.get(k)!r})" for k in changed)
+        detail = ", ".join(f"{k} ({before.get(k)!r} -> {after.get(k)!r})" for k in changed)
         raise ValueError(f"{out} holds a comparison with other settings: {detail}; use another --out")
     if old_key != data_key:
-        raise ValueError(f"{out} holds a comparison on other data: the split of {plan.search['dataset']!r} has "
+        raise ValueError(f"{out} holds a comparison on other data: the split of {plan.dataset!r} has "
                          f"changed since; use another --out")
 
 
 def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks | None = None,
                 command: str | None = None) -> dict:
     """Run (or resume) the comparison; returns {"summary", "measures", "phase3", "files"}."""
-    from lossgen.data import load
-    from lossgen.phases.effectiveness import EffectivenessConfig
-    from lossgen.phases.runs import check_run
-    from lossgen.store import RunStore
-    from lossgen.train import TrainConfig
-
     hooks = hooks or CompareHooks()
     plan.check()
     if jobs < 1:
@@ -77,7 +75,7 @@ def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks
         raise ValueError(f"--out {out} is a file, not a directory")
     if out.exists() and not (out / PLAN_FILE).exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty and is not a lossgen comparison directory (no {PLAN_FILE})")
-    dataset = load(plan.search["dataset"], plan.search.get("data_dir"))
+    dataset = load(plan.dataset, plan.data_dir)
     check_same_comparison(out, plan, dataset.key)
     out.mkdir(parents=True, exist_ok=True)
     prepare_runs(plan, out, dataset)  # every run's settings check out before anything is recorded
@@ -111,13 +109,6 @@ def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks
     summary = summarize(plan, measures, phase3)
     files = write_report(out, plan, measures, summary, phase3, command)
     return {"summary": summary, "measures": measures, "phase3": phase3, "files": files}
-
-
-def phase2_current(store, threshold: float) -> bool:
-    """Phase II already rated every candidate of the run with this pass mark (rates do not change)."""
-    meta = store.get_meta("phase2")
-    return (meta is not None and meta.get("threshold") == threshold
-            and not store.candidates("WHERE phase2_rate IS NULL"))
 
 
 def _phase(hooks: CompareHooks, name: str) -> None:

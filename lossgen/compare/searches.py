@@ -15,61 +15,57 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
 
-from lossgen.compare.plan import ComparePlan, run_name
+import torch
+
+from lossgen.compare.plan import ComparePlan, run_dir, run_name
+from lossgen.data import load
+from lossgen.phases.search import LossSearch, stop_reason
+from lossgen.phases.settings import run_config
+from lossgen.runs import RunStore
 
 RoundCallback = Callable[[str, dict], None]  # (run name, {"round", "evaluated", "sampled", "best"})
 
 
-def _open_store(settings: dict, dataset):
-    from lossgen.cli_pipeline import search_setup
-    from lossgen.phases.search import run_config
-    from lossgen.store import RunStore
-
-    config, limits = search_setup(settings)
-    config = config.resolved(dataset)
-    store = RunStore.open_or_create(settings["run_dir"], run_config(config, dataset, str(settings["dataset"])))
-    return store, config, limits
+def _open_store(plan: ComparePlan, out: Path, strategy: str, seed: int, dataset):
+    config = plan.search_config(strategy, seed).resolved(dataset)
+    store = RunStore.open_or_create(run_dir(out, strategy, seed), run_config(config, dataset, plan.dataset))
+    return store, config, plan.search_limits()
 
 
 def prepare_runs(plan: ComparePlan, out: Path, dataset) -> None:
     """Create (or check against its config) every run directory before any work starts, so a
     bad setting or a run made with other settings fails at once with its message."""
     for strategy, seed in plan.runs():
-        store, _, _ = _open_store(plan.run_settings(out, strategy, seed), dataset)
+        store, _, _ = _open_store(plan, out, strategy, seed, dataset)
         store.close()
 
 
-def finished_outcome(settings: dict, dataset) -> dict | None:
+def finished_outcome(plan: ComparePlan, out: Path, strategy: str, seed: int, dataset) -> dict | None:
     """The outcome of a run that has already reached its limits (None: it has work left)."""
-    from lossgen.phases.search import stop_reason
-
-    store, _, limits = _open_store(settings, dataset)
+    store, _, limits = _open_store(plan, out, strategy, seed, dataset)
     try:
         reason = stop_reason(store, limits)
         if reason is None:
             return None
         last = store.rounds()[-1]
-        return {"run": run_name(settings["strategy"], settings["seed"]), "stopped": reason, "rounds": last["round"] + 1,
-                "totals": last["totals"], "elapsed": last["elapsed"]}
+        return {"run": run_name(strategy, seed), "stopped": reason, "rounds": last.round + 1,
+                "totals": last.totals, "elapsed": last.get("elapsed")}
     finally:
         store.close()
 
 
-def search_one(settings: dict, threads: int | None = None, events=None, dataset=None) -> dict:
-    """Run (or resume) one search to its limits. `events` is a callable or a queue that gets
-    one payload per round."""
-    import torch
-
-    from lossgen.data import load
-    from lossgen.phases.search import LossSearch
-
+def search_one(plan: dict, out: str, strategy: str, seed: int, threads: int | None = None, events=None,
+               dataset=None) -> dict:
+    """Run (or resume) one search to its limits. `plan` is `ComparePlan.to_dict()` (it crosses
+    process boundaries); `events` is a callable or a queue that gets one payload per round."""
     if threads is not None:
         torch.set_num_threads(threads)
+    plan = ComparePlan.from_dict(plan)
     if dataset is None:
-        dataset = load(settings["dataset"], settings["data_dir"])
-    name = run_name(settings["strategy"], settings["seed"])
+        dataset = load(plan.dataset, plan.data_dir)
+    name = run_name(strategy, seed)
     emit = events.put if hasattr(events, "put") else events
-    store, config, limits = _open_store(settings, dataset)
+    store, config, limits = _open_store(plan, Path(out), strategy, seed, dataset)
     try:
         def progress(r) -> None:
             if emit is not None:
@@ -86,7 +82,7 @@ def search_one(settings: dict, threads: int | None = None, events=None, dataset=
 def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round: RoundCallback | None = None,
                  on_done: Callable[[dict], None] | None = None) -> list[dict]:
     """Every run of the plan to its limits; returns their outcomes in plan order."""
-    every = [plan.run_settings(out, strategy, seed) for strategy, seed in plan.runs()]
+    every = plan.runs()
     outcomes: dict[str, dict] = {}
 
     def finished(outcome: dict) -> None:
@@ -95,16 +91,17 @@ def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round:
             on_done(outcome)
 
     tasks = []
-    for settings in every:  # runs already at their limits need no search (nor a worker process)
-        outcome = finished_outcome(settings, dataset)
+    for strategy, seed in every:  # runs already at their limits need no search (nor a worker process)
+        outcome = finished_outcome(plan, out, strategy, seed, dataset)
         if outcome is None:
-            tasks.append(settings)
+            tasks.append((strategy, seed))
         else:
             finished(outcome)
 
     if jobs <= 1 or len(tasks) <= 1:  # no worker pool for a single run
-        for settings in tasks:
-            finished(search_one(settings, events=lambda e: on_round and on_round(*e), dataset=dataset))
+        for strategy, seed in tasks:
+            finished(search_one(plan.to_dict(), str(out), strategy, seed, events=lambda e: on_round and on_round(*e),
+                                dataset=dataset))
     else:
         # a pool that notices a worker dying (killed, out of memory) instead of waiting for it forever
         context = multiprocessing.get_context("spawn")
@@ -113,7 +110,8 @@ def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round:
             events = manager.Queue()
             pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1)
             try:
-                pending = {pool.submit(search_one, settings, threads, events) for settings in tasks}
+                pending = {pool.submit(search_one, plan.to_dict(), str(out), strategy, seed, threads, events)
+                           for strategy, seed in tasks}
                 while pending:
                     done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                     _drain(events, on_round)
@@ -125,7 +123,7 @@ def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round:
                 # an error or Ctrl-C: stop every worker now; each run keeps its completed rounds
                 _terminate(pool)
                 raise
-    return [outcomes[run_name(s["strategy"], s["seed"])] for s in every]
+    return [outcomes[run_name(strategy, seed)] for strategy, seed in every]
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:

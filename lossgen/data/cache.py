@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lossgen.data.sources import cache_dir
 from lossgen.data.split import Prepared, SplitSettings
-from lossgen.atomic import current_umask
+from lossgen.util.atomic import current_umask
 from lossgen.data.splitfiles import FORMAT, info_path, write_split
 
 STALE_TMP_S = 3600  # a .tmp-* directory this old belongs to a writer that died

@@ -14,7 +14,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from lossgen.atomic import write_bytes_atomic
+from lossgen.util.atomic import write_bytes_atomic
 from lossgen.data.errors import DataError
 from lossgen.data.ratings import sha256_file
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lossgen.atomic import write_text_atomic
+from lossgen.util.atomic import write_text_atomic
 from lossgen.data.errors import DataError, where
 from lossgen.data.split import PARTS, Part
 from lossgen.data.tables import numeric_column, read_text_table, require_columns

@@ -16,9 +16,9 @@ from typing import Sequence
 import torch
 
 import lossgen.kernels  # noqa: F401  (loads the compiled ops)
-from lossgen.losses import LossSpec
+from lossgen.training.losses import LossSpec
 from lossgen.models.jacobian import prediction_gram
-from lossgen.programs import batch as batch_programs
+from lossgen.ir.programs import batch as batch_programs
 
 INIT_STD = 0.01
 
@@ -76,6 +76,15 @@ class MFPopulation:
 
     def _tensors(self):
         return (self.user_emb, self.item_emb, self.user_bias, self.item_bias, self.global_bias, self.scale)
+
+    def fit_epoch(self, losses: "Sequence[LossSpec] | LossTable", users, items, labels, config) -> torch.Tensor:
+        """One epoch over the examples in the given order (`lossgen.training.trainer.train_epoch`
+        shuffles them); `config` is a TrainConfig. Returns each candidate's mean loss [K]."""
+        table = losses if isinstance(losses, LossTable) else LossTable.build(losses)
+        if table.kinds.shape[0] != self.size:
+            raise ValueError(f"{table.kinds.shape[0]} losses for a population of {self.size}")
+        return self.train_steps(table, users, items, labels, config.batch_size, config.lr, config.l2,
+                                config.optimizer, config.betas, config.adam_eps)
 
     def train_steps(self, losses: LossTable, users, items, labels, batch_size: int, lr: float, l2: float,
                     optimizer: str = "sgd", betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:

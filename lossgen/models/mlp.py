@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from lossgen.losses import LossSpec, loss_plan, losses_and_grads
+from lossgen.training.losses import LossSpec, loss_plan, losses_and_grads
 from lossgen.models.jacobian import prediction_gram
 from lossgen.models.mf import INIT_STD
 
@@ -245,6 +245,19 @@ class MLPPopulation:
         # d h = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = gain * gy
         gh = torch.addcmul(gsum * (a / -n), gy, a, out=gy).addcmul_(xhat, gxsum * (a / -n))
         return gh, gxsum.squeeze(1).mul_(_KEEP_SCALE), gsum.squeeze(1).mul_(_KEEP_SCALE)
+
+    def fit_epoch(self, specs: Sequence[LossSpec], users, items, labels, config) -> torch.Tensor:
+        """One epoch over the examples in the given order, in mini-batches of
+        `config.batch_size`; returns each candidate's mean loss (float64 [K])."""
+        if len(specs) != self.size:
+            raise ValueError(f"{len(specs)} losses for a population of {self.size}")
+        total = torch.zeros(self.size, dtype=torch.float64)
+        for start in range(0, users.shape[0], config.batch_size):
+            sl = slice(start, start + config.batch_size)
+            losses_k = self.step(specs, users[sl], items[sl], labels[sl], config.lr, config.l2,
+                                 optimizer=config.optimizer, betas=config.betas, eps=config.adam_eps)
+            total += losses_k.double() * labels[sl].numel()
+        return total / users.shape[0]
 
     def step(self, specs: Sequence[LossSpec], users, items, labels, lr: float, l2: float, *,
              optimizer: str = "sgd", betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:

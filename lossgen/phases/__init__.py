@@ -1,1 +1,4 @@
-"""The three phases of the pipeline: search, validation check, effectiveness test."""
+"""The three phases over a dataset and a run store: the search loop (`search`), its evaluator
+(`evaluator`) and proxy test (`proxy`), the validation check (`check`), the effectiveness test
+(`effectiveness`), the phases applied to a recorded run (`runs`), and their settings (`settings`).
+No phase writes presentation files: `lossgen.reports` does."""

@@ -19,10 +19,11 @@ from typing import Sequence
 import torch
 
 from lossgen import kernels
-from lossgen.programs import Program, batch
+from lossgen.ir.programs import Program, batch
+from lossgen.phases.settings import CheckSettings
 
-DEFAULT_PAIRS = 2000
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_PAIRS = CheckSettings.pairs  # the defaults live in lossgen.phases.settings
+DEFAULT_THRESHOLD = CheckSettings.threshold
 DEFAULT_SEED = 20220711  # SIGIR'22
 
 

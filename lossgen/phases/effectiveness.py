@@ -24,10 +24,10 @@ from typing import Callable, Sequence
 import torch
 
 from lossgen.data.dataset import Dataset, Split
-from lossgen.losses import BASELINES, LossSpec
-from lossgen.metrics import TASK_METRICS, Metrics, metric_for_task
+from lossgen.training.losses import BASELINES, LossSpec
+from lossgen.training.metrics import TASK_METRICS, Metrics, metric_for_task
 from lossgen.models import create_population
-from lossgen.train import TrainConfig, train_epoch
+from lossgen.training.trainer import TrainConfig, train_epoch
 
 EPSILON_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 

@@ -4,13 +4,10 @@ Each round:
   1. the strategy proposes `per_round` candidates (ask);
   2. duplicates are recognised by a model-independent fingerprint (d f / d y_hat on a fixed probe
      grid) remembered for the whole run; a duplicate reuses the reward of the earlier candidate;
-  3. the proxy test (paper §4.1.2) on a fixed training batch B: the recommender's parameter
-     gradient under f is J^T g (J the prediction Jacobian on B, g = f'(y_hat_B, y_B) / |B|), so
-     its norm and the distances between candidates follow from the |B| x |B| Gram matrix J J^T
-     (`lossgen.models.jacobian`). Norm < delta: zero gradient, default negative reward. Within
-     delta of a candidate already scored on the same recommender state: duplicate;
+  3. the proxy test (`lossgen.phases.proxy`): zero gradient (default negative reward) or a
+     gradient duplicate of a candidate already scored on the same recommender state;
   4. the survivors train one epoch each, side by side as a population, from copies of the
-     current recommender (same batch order for all); reward = change of the validation metric
+     current recommender (`lossgen.phases.evaluator`); reward = change of the validation metric
      (AUC, or -RMSE);
   5. reward filtering: a copy is accepted when reward >= -eta, and the recommender moves on with
      the best accepted copy (without filtering: with a uniformly drawn evaluated copy, as the
@@ -29,113 +26,26 @@ order, the strategy and the duplicate memory are all restored from the store.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
-from lossgen import kernels
 from lossgen.data.dataset import Dataset
-from lossgen.formula import to_infix
-from lossgen.losses import from_program
-from lossgen.metrics import metric_for_task
+from lossgen.ir.formula import to_infix
+from lossgen.ir.opset import parse_clamp
+from lossgen.ir.programs import Program
 from lossgen.models import MFPopulation, MLPPopulation, create_population
-from lossgen.opset import parse_clamp
-from lossgen.programs import Program, batch
+from lossgen.phases.evaluator import Evaluator
+from lossgen.phases.proxy import GradientMemory, probe_fingerprints, proxy_gradients
+from lossgen.phases.settings import SearchConfig, SearchLimits
+from lossgen.runs import CandidateRecord, CandidateState, RunStore
 from lossgen.search import SearchStrategy, create
-from lossgen.store import RunStore
-from lossgen.train import TrainConfig, train_epoch
+from lossgen.training.losses import from_program
 
-# The fingerprint's probe grid: y_hat at 33 points of (0, 1), y in {0, 1}.
-PROBE_Y_HAT = torch.linspace(0.01, 0.99, 33).repeat(2)
-PROBE_Y = torch.cat([torch.zeros(33), torch.ones(33)])
 _PROXY_BATCH_SEED_OFFSET = 7919  # B is drawn from its own stream, independent of batch orders
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """What defines a search run (stored in the run directory; a resume must match it)."""
-
-    strategy: str = "rl"
-    strategy_config: dict = field(default_factory=dict)  # e.g. {"op_set": "extended", "max_steps": 7}
-    seed: int = 0
-    per_round: int = 10  # candidates asked per round (the paper averages 10 rewards per update)
-    proxy: bool = True  # zero-gradient and gradient-duplicate tests
-    dedupe: bool = True  # run-wide fingerprint duplicates
-    proxy_batch: int | None = None  # |B|; None: 5 up to 200,000 training examples, else 20
-    delta: float = 1e-4
-    zero_reward: float = -0.05  # reward of a zero-gradient (or diverged) candidate
-    filtering: bool = True
-    eta: float = 1e-3  # accept a copy when reward >= -eta
-    model: str = "mf"
-    dim: int = 64
-    task: str = "classification"
-    clamp: str = "paper"
-    train: TrainConfig = TrainConfig()
-
-    def check(self) -> None:
-        if self.per_round < 1:
-            raise ValueError(f"per_round must be at least 1, got {self.per_round}")
-        if self.proxy_batch is not None and self.proxy_batch < 1:
-            raise ValueError(f"proxy_batch must be at least 1, got {self.proxy_batch}")
-        if self.delta < 0 or self.eta < 0:
-            raise ValueError("delta and eta must be >= 0")
-        if self.model not in ("mf", "mlp"):
-            raise ValueError(f"unknown model {self.model!r}; choose mf or mlp")
-        metric_for_task(self.task)
-        parse_clamp(self.clamp)
-        create(self.strategy, dict(self.strategy_config), seed=self.seed)  # validates name and config
-
-    def resolved(self, dataset: Dataset) -> "SearchConfig":
-        """The config with data-dependent defaults filled in."""
-        if self.proxy_batch is not None:
-            return self
-        return replace(self, proxy_batch=5 if len(dataset.train) <= 200_000 else 20)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(d: dict) -> "SearchConfig":
-        d = dict(d)
-        train = d.pop("train", {})
-        return SearchConfig(**d, train=TrainConfig.from_dict(train))
-
-
-@dataclass(frozen=True)
-class SearchLimits:
-    """When a run stops (checked between rounds; not part of the run's identity, so a finished
-    run can be extended with larger limits). At least one must be set."""
-
-    budget: int | None = None  # full candidate evaluations
-    max_sampled: int | None = None  # sampled candidates
-    time_limit: float | None = None  # seconds of search (accumulated over resumes)
-    max_rounds: int | None = None
-    patience: int | None = None  # rounds without improvement of the recommender's validation metric
-
-    def check(self) -> None:
-        values = asdict(self)
-        if all(v is None for v in values.values()):
-            raise ValueError("no stopping rule: give a budget, max_sampled, time_limit, max_rounds or patience")
-        for name, v in values.items():
-            if v is not None and v <= 0:
-                raise ValueError(f"{name} must be positive, got {v}")
-
-    def reached(self, totals: dict, elapsed: float, rounds: int, stale: int) -> str | None:
-        if self.budget is not None and totals["evaluated"] >= self.budget:
-            return f"budget of {self.budget} evaluations reached"
-        if self.max_sampled is not None and totals["sampled"] >= self.max_sampled:
-            return f"{self.max_sampled} candidates sampled"
-        if self.time_limit is not None and elapsed >= self.time_limit:
-            return f"time limit of {self.time_limit:g} s reached"
-        if self.max_rounds is not None and rounds >= self.max_rounds:
-            return f"{self.max_rounds} rounds done"
-        if self.patience is not None and stale >= self.patience:
-            return f"no validation improvement for {self.patience} rounds"
-        return None
 
 
 def stop_reason(store: RunStore, limits: SearchLimits) -> str | None:
@@ -146,19 +56,6 @@ def stop_reason(store: RunStore, limits: SearchLimits) -> str | None:
         return None
     s = checkpoint.state
     return limits.reached(s["totals"], s["elapsed"], checkpoint.round + 1, s["stale"])
-
-
-def run_config(config: SearchConfig, dataset: Dataset, dataset_spec: str) -> dict:
-    """The dict stored as the run's config.json: the search config plus what identifies the data."""
-    return {**config.to_dict(), "dataset": dataset_spec, "data_key": dataset.key,
-            "data_shape": [dataset.n_users, dataset.n_items, len(dataset.train), len(dataset.validation)]}
-
-
-def fingerprints(grads: torch.Tensor) -> list[str]:
-    """16 hex digits per row of d f / d y_hat on the probe grid, rounded to 5 significant digits
-    so that equal functions computed in a different order still agree."""
-    rows = (grads.double() + 0.0).tolist()  # + 0.0 turns -0.0 into 0.0
-    return [hashlib.sha1(",".join(f"{v:.4e}" for v in row).encode()).hexdigest()[:16] for row in rows]
 
 
 @dataclass
@@ -192,31 +89,6 @@ class SearchResult:
     best_reward: float | None
 
 
-class _GradientMemory:
-    """Proxy gradients of the candidates scored on the current recommender state, in the
-    coordinates where distances are Euclidean (h = g V sqrt(w) for G = V diag(w) V^T)."""
-
-    def __init__(self, gram: torch.Tensor):
-        w, v = torch.linalg.eigh(gram)
-        self.transform = v * w.clamp_min(0).sqrt()
-        self.h = torch.empty(0, gram.shape[0], dtype=torch.float64)
-        self.ids: list[str] = []
-
-    def coords(self, g: torch.Tensor) -> torch.Tensor:
-        return g.double() @ self.transform
-
-    def add(self, h: torch.Tensor, cid: str) -> None:
-        self.h = torch.cat([self.h, h.unsqueeze(0)])
-        self.ids.append(cid)
-
-    def nearest(self, h: torch.Tensor) -> tuple[str | None, float]:
-        if not self.ids:
-            return None, math.inf
-        d = torch.linalg.vector_norm(self.h - h, dim=1)
-        k = int(torch.argmin(d))
-        return self.ids[k], float(d[k])
-
-
 class LossSearch:
     """One Phase I run over a run store. `run(limits)` continues it until a limit is reached."""
 
@@ -226,7 +98,8 @@ class LossSearch:
         config.check()
         self._given_strategy = strategy
         self.dataset, self.store, self.config = dataset, store, config.resolved(dataset)
-        self.metric = metric_for_task(config.task)
+        self.evaluator = Evaluator(dataset, self.config.task, self.config.train)
+        self.metric = self.evaluator.metric
         train = dataset.train
         gen = torch.Generator().manual_seed(self.config.seed + _PROXY_BATCH_SEED_OFFSET)
         pick = torch.randperm(len(train), generator=gen)[: self.config.proxy_batch]
@@ -282,36 +155,35 @@ class LossSearch:
         state, from the store (so a resumed run remembers exactly what the original did)."""
         self.seen: dict[str, tuple[str, float]] = {}  # fingerprint -> (candidate id, reward)
         # only the rows each memory needs: decoding every row of a long run costs seconds
-        for row in self.store.candidates("WHERE duplicate_of IS NULL AND fingerprint IS NOT NULL"):
-            if row["fingerprint"] not in self.seen:
-                self.seen[row["fingerprint"]] = (row["id"], row["reward"])
+        for record in self.store.originals():
+            if record.fingerprint not in self.seen:
+                self.seen[record.fingerprint] = (record.id, record.reward)
         self._start_state()
         if not self.config.proxy:
             return
-        moved = [r["round"] for r in self.store.rounds() if r.get("moved_to")]
+        moved = [r.round for r in self.store.rounds() if r.moved_to]
         since = moved[-1] if moved else -1
-        recent = self.store.candidates("WHERE round > ? AND proxy = 'passed'", (since,))
+        recent = self.store.passed_since(since)
         if recent:
-            g = self._proxy_g([Program(p) for p in (r["program"] for r in recent)])
-            for row, h in zip(recent, self.memory.coords(g)):
-                self.memory.add(h, row["id"])
-        self.reward_of = {r["id"]: r["reward"] for r in recent}
+            g = self._proxy_g([Program(r.program) for r in recent])
+            for record, h in zip(recent, self.memory.coords(g)):
+                self.memory.add(h, record.id)
+        self.reward_of = {r.id: r.reward for r in recent}
 
     def _start_state(self) -> None:
         """A new recommender state: fresh proxy predictions, Gram matrix and gradient memory."""
         y_hat, gram = self.model.proxy_gram(self.proxy_users, self.proxy_items)
-        self.proxy_y_hat, self.memory = y_hat, _GradientMemory(gram)
+        self.proxy_y_hat, self.memory = y_hat, GradientMemory(gram)
         self.reward_of: dict[str, float] = {}
 
     def _utility(self, model, split) -> torch.Tensor:
-        return self.metric.utility(model.predict(split.users, split.items), split.labels).double()
+        return self.evaluator.utility(model, split)
 
     def _reported(self, utility: float) -> float:
-        return utility if self.metric.higher_is_better else -utility
+        return self.evaluator.reported(utility)
 
     def _proxy_g(self, programs: list[Program]) -> torch.Tensor:
-        _, grads = kernels.evaluate(batch(programs), self.proxy_y_hat, self.proxy_labels, self.clamp)
-        return grads / len(self.proxy_labels)
+        return proxy_gradients(programs, self.proxy_y_hat, self.proxy_labels, self.clamp)
 
     # ------------------------------------------------------------------ the loop
 
@@ -336,8 +208,7 @@ class LossSearch:
         programs = [c.program for c in candidates]
         rows = [{"id": c.id, "program": [list(s) for s in c.program.steps], "formula": to_infix(c.program),
                  "strategy": c.strategy, "reward": None, "accepted": False} for c in candidates]
-        _, probe = kernels.evaluate(batch(programs), PROBE_Y_HAT, PROBE_Y, self.clamp)
-        for row, fp in zip(rows, fingerprints(probe)):
+        for row, fp in zip(rows, probe_fingerprints(programs, self.clamp)):
             row["fingerprint"] = fp
         g = self._proxy_g(programs) if cfg.proxy else None
         coords = self.memory.coords(g) if cfg.proxy else None
@@ -348,25 +219,25 @@ class LossSearch:
         for k, row in enumerate(rows):
             fp = row["fingerprint"]
             if cfg.dedupe and (fp in self.seen or fp in round_seen):
-                row["proxy"] = "duplicate"
+                row["state"] = CandidateState.DUPLICATE
                 if fp in self.seen:  # an earlier round's: its reward is known
                     row["duplicate_of"], row["reward"] = self.seen[fp]
                 else:
                     row["duplicate_of"] = round_seen[fp]
                 continue
             if cfg.proxy and float(norms[k]) < cfg.delta:
-                row["proxy"], row["reward"] = "zero-gradient", cfg.zero_reward
+                row["state"], row["reward"] = CandidateState.ZERO_GRADIENT, cfg.zero_reward
             elif cfg.proxy:
                 near, dist = self.memory.nearest(coords[k])
                 if dist < cfg.delta:
-                    row["proxy"], row["duplicate_of"] = "duplicate", near
+                    row["state"], row["duplicate_of"] = CandidateState.DUPLICATE, near
                     row["reward"] = self.reward_of.get(near)  # None: scored this round, set below
                     continue
-                row["proxy"] = "passed"
+                row["state"] = CandidateState.PASSED
                 self.memory.add(coords[k], row["id"])
                 survivors.append(k)
             else:
-                row["proxy"] = "off"
+                row["state"] = CandidateState.OFF
                 survivors.append(k)
             round_seen[fp] = row["id"]
 
@@ -375,18 +246,18 @@ class LossSearch:
         # Rewards of the duplicates, now that every original has one.
         by_id = {row["id"]: row for row in rows}
         for row in rows:
-            if row["proxy"] == "duplicate":
+            if row["state"] == CandidateState.DUPLICATE:
                 if row["reward"] is None:
                     row["reward"] = by_id[row["duplicate_of"]]["reward"]
             elif cfg.dedupe and row["fingerprint"] not in self.seen:
                 self.seen[row["fingerprint"]] = (row["id"], row["reward"])
-            if row["proxy"] == "passed" and moved_to is None:  # a move started a new memory
+            if row["state"] == CandidateState.PASSED and moved_to is None:  # a move started a new memory
                 self.reward_of[row["id"]] = row["reward"]
 
         self.strategy.tell(candidates, [row["reward"] for row in rows])
         counts = {"sampled": len(rows), "evaluated": len(survivors),
-                  "zero_gradient": sum(r["proxy"] == "zero-gradient" for r in rows),
-                  "duplicates": sum(r["proxy"] == "duplicate" for r in rows),
+                  "zero_gradient": sum(r["state"] == CandidateState.ZERO_GRADIENT for r in rows),
+                  "duplicates": sum(r["state"] == CandidateState.DUPLICATE for r in rows),
                   "accepted": sum(r["accepted"] for r in rows)}
         for key, n in counts.items():
             self.totals[key] += n
@@ -408,7 +279,8 @@ class LossSearch:
         del info["round"]
         committing = time.perf_counter()
         model = self.model.state_dict() if self._model_changed else None
-        self.store.commit_round(self.round, rows, info, self._state(), time.time(), model)
+        records = [CandidateRecord(round=self.round, **row) for row in rows]
+        self.store.commit_round(self.round, records, info, self._state(), time.time(), model)
         self._model_changed = False
         self._unbooked = time.perf_counter() - committing  # booked to the next round's time
         self.round += 1
@@ -421,10 +293,9 @@ class LossSearch:
         if not survivors:
             return None
         specs = [from_program(programs[k], self.clamp, name=rows[k]["id"]) for k in survivors]
-        population = self.model.select([0] * len(survivors))
+        scored = self.evaluator.evaluate(self.model, specs, self.order_gen)
+        population, utility, losses = scored.population, scored.utilities, scored.train_losses
         train = self.dataset.train
-        losses = train_epoch(population, specs, train.users, train.items, train.labels, cfg.train, self.order_gen)
-        utility = self._utility(population, self.dataset.validation)
         first = self.totals["evaluated"]
         for j, k in enumerate(survivors):
             row = rows[k]

@@ -7,21 +7,20 @@ from pathlib import Path
 import pytest
 
 from kill_resume import committed_rounds, run_script
-from lossgen.compare.plan import ComparePlan, run_dir
+from lossgen.compare.plan import ComparePlan, run_dir, shared_search
 from lossgen.compare.report import CSV_FIELDS, PLOTS
 from lossgen.compare.runner import CompareHooks, run_compare
-from lossgen.store import RunStore
+from lossgen.phases.settings import SearchConfig
+from lossgen.runs import RunStore
 
 DATA_SPEC = "synthetic:users=120,items=150,seed=3"
-SEARCH = {"dataset": DATA_SPEC, "data_dir": None, "model": "mf", "task": "classification", "max_sampled": None,
-          "time_limit": None, "max_rounds": None, "patience": 200, "device": "cpu", "clamp": "paper", "ops": "paper",
-          "max_steps": 7, "per_round": 10, "proxy": True, "dedupe": True, "filtering": True, "eta": 1e-3,
-          "delta": 1e-4, "proxy_batch": None, "zero_reward": -0.05, "optimizer": "sgd", "lr": 0.01}
+# the settings every run shares (SearchConfig's stored form, without strategy and seed)
+SEARCH = shared_search(SearchConfig(strategy_config={"op_set": "paper", "max_steps": 7}))
 
 
 def small_plan(**changes) -> ComparePlan:
-    fields = dict(strategies=("rl", "random"), seeds=(0, 1), budget=12, search=SEARCH, top=2, phase3_seeds=1,
-                  max_epochs=4, baselines="BCE,MSE")
+    fields = dict(strategies=("rl", "random"), seeds=(0, 1), budget=12, dataset=DATA_SPEC, search=SEARCH,
+                  limits={"patience": 200}, top=2, phase3_seeds=1, max_epochs=4, baselines="BCE,MSE")
     return ComparePlan(**{**fields, **changes})
 
 
@@ -50,7 +49,7 @@ def run_candidates(out: Path, plan: ComparePlan) -> dict:
     found = {}
     for strategy, seed in plan.runs():
         store = RunStore.open_existing(run_dir(out, strategy, seed))
-        found[(strategy, seed)] = [{k: v for k, v in r.items()} for r in store.candidates()]
+        found[(strategy, seed)] = store.candidates()
         store.close()
     return found
 

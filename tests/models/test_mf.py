@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from lossgen.formula import parse
-from lossgen.losses import NAMED, from_program, named
+from lossgen.ir.formula import parse
+from lossgen.training.losses import NAMED, from_program, named
 from lossgen.models.mf import LossTable, MFPopulation
-from lossgen.models.torch_mf import TorchBiasedMF, train_torch_mf
+from bench.torch_mf import TorchBiasedMF, train_torch_mf
 
 U, I, DIM = 30, 40, 8
 
@@ -74,7 +74,7 @@ def lazy_adam_reference(spec, users, items, labels, batch, lr, l2, betas=(0.9, 0
     params = [model.user_emb, model.item_emb, model.user_bias, model.item_bias, model.global_bias]
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
-    from lossgen.models.torch_mf import batch_loss
+    from bench.torch_mf import batch_loss
 
     for t, start in enumerate(range(0, users.shape[0], batch), start=1):
         sl = slice(start, start + batch)

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from lossgen.formula import parse
-from lossgen.losses import from_program, named
-from lossgen.losses import batch_losses, losses_and_grads
+from lossgen.ir.formula import parse
+from lossgen.training.losses import from_program, named
+from lossgen.training.losses import batch_losses, losses_and_grads
 from lossgen.models.mlp import MLPPopulation
 
 U, I, DIM = 25, 35, 8

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lossgen.formula import parse
+from lossgen.ir.formula import parse
 from lossgen.phases.check import positive_rates, synthesized_pairs, validation_check
 
 

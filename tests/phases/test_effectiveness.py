@@ -5,8 +5,8 @@ from typer.testing import CliRunner
 
 from lossgen.cli import app
 from lossgen.data import load
-from lossgen.formula import parse
-from lossgen.losses import from_program, named
+from lossgen.ir.formula import parse
+from lossgen.training.losses import from_program, named
 from lossgen.phases.effectiveness import EffectivenessConfig, Run, _should_stop, run_effectiveness
 
 
@@ -79,7 +79,7 @@ def test_effectiveness_with_the_mlp(data):
 
 
 def test_effectiveness_with_adam(data):
-    from lossgen.train import TrainConfig
+    from lossgen.training.trainer import TrainConfig
 
     config = EffectivenessConfig(seeds=(0,), max_epochs=3, eps_grid=(1e-3,), bootstrap=100,
                                  train=TrainConfig(optimizer="adam", lr=0.005))
@@ -88,7 +88,7 @@ def test_effectiveness_with_adam(data):
 
 
 def test_effectiveness_with_the_mlp_and_adam(data):
-    from lossgen.train import TrainConfig
+    from lossgen.training.trainer import TrainConfig
 
     config = EffectivenessConfig(seeds=(0,), max_epochs=2, eps_grid=(1e-3,), model="mlp", bootstrap=100,
                                  train=TrainConfig(optimizer="adam", lr=0.001))

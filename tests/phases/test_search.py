@@ -6,14 +6,15 @@ import torch
 from kill_resume import committed_rounds, run_script
 from lossgen import kernels
 from lossgen.data import load
-from lossgen.formula import parse
+from lossgen.ir.formula import parse
 from lossgen.models import MFPopulation, MLPPopulation
-from lossgen.models.torch_mf import TorchBiasedMF
-from lossgen.phases.search import (PROBE_Y, PROBE_Y_HAT, LossSearch, SearchConfig, SearchLimits, fingerprints,
-                                   run_config)
-from lossgen.programs import batch
+from bench.torch_mf import TorchBiasedMF
+from lossgen.phases.proxy import PROBE_Y, PROBE_Y_HAT, fingerprints
+from lossgen.phases.search import LossSearch
+from lossgen.phases.settings import SearchConfig, SearchLimits, run_config
+from lossgen.ir.programs import batch
 from lossgen.search import Candidate
-from lossgen.store import RunStore
+from lossgen.runs import CandidateState, RunStore
 
 DATA_SPEC = "synthetic:users=120,items=150,seed=3"
 
@@ -45,6 +46,11 @@ class Scripted:
 
     def load_state_dict(self, state):
         self.asked = state["asked"]
+
+
+def strip(rounds):
+    """Rounds without their timings (which differ between two runs of the same trajectory)."""
+    return [(r.round, {k: v for k, v in r.info.items() if k != "elapsed"}) for r in rounds]
 
 
 def open_search(tmp_path, data, name="run", scripted=None, **overrides):
@@ -106,25 +112,25 @@ def test_a_round_records_proxy_outcomes_rewards_and_moves_to_the_best(tmp_path, 
     store, search = open_search(tmp_path, data, scripted=script, eta=0.0, clamp="symmetric")
     initial = store.get_meta("initial")["validation"]
     first = search.step()
-    rows = {r["id"]: r for r in store.candidates()}
+    rows = {r.id: r for r in store.candidates()}
     mse, mse2, const, harmful = rows["s-0-0"], rows["s-0-1"], rows["s-0-2"], rows["s-0-3"]
-    assert mse["proxy"] == "passed" and mse["evaluation"] == 1
-    assert mse["reward"] == pytest.approx(mse["validation"] - initial, abs=1e-12)
-    assert mse2["proxy"] == "duplicate" and mse2["duplicate_of"] == "s-0-0" and mse2["reward"] == mse["reward"]
-    assert mse2["evaluation"] is None
-    assert const["proxy"] == "zero-gradient" and const["reward"] == search.config.zero_reward
-    assert harmful["proxy"] == "passed" and harmful["reward"] < 0 and not harmful["accepted"]
-    evaluated = [r for r in rows.values() if r["evaluation"] is not None]
-    best = max(evaluated, key=lambda r: r["reward"])
-    assert first.moved_to == best["id"] and best["accepted"]
-    assert first.validation == pytest.approx(best["validation"])
+    assert mse.state == CandidateState.PASSED == "passed" and mse.evaluation == 1
+    assert mse.reward == pytest.approx(mse.validation - initial, abs=1e-12)
+    assert mse2.state == "duplicate" and mse2.duplicate_of == "s-0-0" and mse2.reward == mse.reward
+    assert mse2.evaluation is None
+    assert const.state == "zero-gradient" and const.reward == search.config.zero_reward
+    assert harmful.state == "passed" and harmful.reward < 0 and not harmful.accepted
+    evaluated = [r for r in rows.values() if r.evaluation is not None]
+    best = max(evaluated, key=lambda r: r.reward)
+    assert first.moved_to == best.id and best.accepted
+    assert first.validation == pytest.approx(best.validation)
     assert (first.sampled, first.evaluated, first.zero_gradient, first.duplicates) == (5, 3, 1, 1)
-    assert first.accepted == first.totals["accepted"] == sum(r["accepted"] for r in rows.values()) >= 1
-    assert script.told[0] == (tuple(rows), tuple(r["reward"] for r in rows.values()))
+    assert first.accepted == first.totals["accepted"] == sum(r.accepted for r in rows.values()) >= 1
+    assert script.told[0] == (tuple(rows), tuple(r.reward for r in rows.values()))
     # A later round: the same function again is a run-wide duplicate with the earlier reward.
     search.step()
-    again = store.candidates("WHERE round = 1")[0]
-    assert again["proxy"] == "duplicate" and again["duplicate_of"] == "s-0-0" and again["reward"] == mse["reward"]
+    again = next(r for r in store.candidates() if r.round == 1)
+    assert again.state == "duplicate" and again.duplicate_of == "s-0-0" and again.reward == mse.reward
 
 
 def test_reward_filtering_keeps_the_recommender_from_harmful_copies(tmp_path, data):
@@ -143,7 +149,7 @@ def test_proxy_and_dedupe_off_evaluate_everything(tmp_path, data):
                                 proxy=False, dedupe=False, clamp="symmetric")
     report = search.step()
     assert report.evaluated == 3 and report.zero_gradient == 0 and report.duplicates == 0
-    assert [r["proxy"] for r in store.candidates()] == ["off"] * 3
+    assert [r.state for r in store.candidates()] == ["off"] * 3
 
 
 def test_limits(tmp_path, data):
@@ -175,7 +181,6 @@ def test_resumed_runs_follow_the_same_trajectory(tmp_path, data, strategy, model
     go("parts", rounds // 2 + 1).close()
     parts = go("parts", rounds)
     assert parts.candidates() == whole.candidates()
-    strip = lambda rounds: [{k: v for k, v in r.items() if k not in ("elapsed", "finished_at")} for r in rounds]  # noqa: E731
     assert strip(parts.rounds()) == strip(whole.rounds())
 
 
@@ -191,8 +196,9 @@ def test_config_mismatch_on_resume(tmp_path, data):
 KILL_SCRIPT = """
 import sys
 from lossgen.data import load
-from lossgen.phases.search import LossSearch, SearchConfig, SearchLimits, run_config
-from lossgen.store import RunStore
+from lossgen.phases.search import LossSearch
+from lossgen.phases.settings import SearchConfig, SearchLimits, run_config
+from lossgen.runs import RunStore
 data = load(sys.argv[2], cache_enabled=False)
 config = SearchConfig(strategy="rl", per_round=8)
 store = RunStore.open_or_create(sys.argv[1], run_config(config.resolved(data), data, sys.argv[2]))
@@ -214,7 +220,6 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
     clean, killed = RunStore.open_existing(tmp_path / "clean"), RunStore.open_existing(tmp_path / "killed")
     assert killed.last_round() == clean.last_round() == rounds - 1
     assert killed.candidates() == clean.candidates()
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("elapsed", "finished_at")} for r in rs]  # noqa: E731
     assert strip(killed.rounds()) == strip(clean.rounds())
 
 

@@ -7,9 +7,9 @@ import warnings
 import pytest
 from deap import creator, gp
 
-from lossgen.formula import parse, to_infix
-from lossgen.opset import EXTENDED_OPS, Op
-from lossgen.programs import Program, lower
+from lossgen.ir.formula import parse, to_infix
+from lossgen.ir.opset import EXTENDED_OPS, Op
+from lossgen.ir.programs import Program, lower
 from lossgen.search import create
 from lossgen.search import evolution
 from lossgen.search.evolution import expr_to_tree, make_primitive_set, tree_to_expr, tree_to_program

@@ -5,9 +5,9 @@ import random
 import pytest
 
 import lossgen.search as search
-from lossgen.formula import parse
-from lossgen.opset import EXTENDED_OPS, PAPER_OPS
-from lossgen.programs import Program
+from lossgen.ir.formula import parse
+from lossgen.ir.opset import EXTENDED_OPS, PAPER_OPS
+from lossgen.ir.programs import Program
 from lossgen.search import Candidate, SearchStrategy, create, program_key
 from lossgen.search.base import canonical_from_steps
 from lossgen.search.random_search import sample_steps

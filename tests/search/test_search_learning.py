@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from lossgen.search import create
-from lossgen.search.toy_reward import GradientSignReward
+from bench.toy_reward import GradientSignReward
 
 REWARD = GradientSignReward()
 SEEDS = [0, 1, 2]

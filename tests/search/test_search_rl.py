@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from lossgen.opset import Op
-from lossgen.programs import Program
+from lossgen.ir.opset import Op
+from lossgen.ir.programs import Program
 from lossgen.search import create
 from lossgen.search.rl import NATIVE_RNN_MIN_BATCH, RLConfig, RLController
 

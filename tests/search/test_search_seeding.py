@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from lossgen.formula import parse
-from lossgen.programs import Program
+from lossgen.ir.formula import parse
+from lossgen.ir.programs import Program
 from lossgen.search import Candidate, create
 from lossgen.search.evolution import tree_to_program
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lossgen.search import create
-from lossgen.search.toy_reward import GradientSignReward
+from bench.toy_reward import GradientSignReward
 
 REWARD = GradientSignReward()
 NAMES = ["rl", "evolution", "random"]

@@ -2,9 +2,9 @@
 
 import pytest
 
-from lossgen.opset import EXTENDED_OPS, PAPER_OPS
+from lossgen.ir.opset import EXTENDED_OPS, PAPER_OPS
 from lossgen.search import create
-from lossgen.search.toy_reward import GradientSignReward
+from bench.toy_reward import GradientSignReward
 
 REWARD = GradientSignReward()
 

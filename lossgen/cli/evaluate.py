@@ -1,0 +1,139 @@
+"""`lossgen evaluate`: Phase III, the effectiveness test, from the command line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from lossgen.cli.common import console, fail, open_run
+from lossgen.data import load
+from lossgen.ir.formula import parse
+from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
+from lossgen.phases.runs import evaluate_run
+from lossgen.phases.settings import DEFAULT_BASELINES, Phase3Settings
+from lossgen.reports import effectiveness as report
+from lossgen.runs import RunError
+from lossgen.training.losses import ALL_NAMED, from_program, parse_losses
+from lossgen.training.trainer import TrainConfig
+
+
+def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd"):
+    """Phase III on a run's best candidates next to the baselines; writes RUN/phase3/ and prints
+    the table."""
+    if data.key != store.config.get("data_key"):
+        fail(f"the dataset {data.name!r} differs from the one run {store.path} searched on (its split key changed)")
+    try:
+        train = TrainConfig.from_dict({**store.config.get("train", {}), "optimizer": optimizer})
+        config = EffectivenessConfig(seeds=tuple(range(settings.seeds)), max_epochs=settings.max_epochs, train=train)
+        with Progress(console=console, transient=True) as bar:
+            job = bar.add_task("Phase III", total=settings.max_epochs)
+
+            def progress(epoch: int, active: int) -> None:
+                bar.update(job, completed=epoch, description=f"Phase III: epoch {epoch}, {active} runs training")
+
+            result = evaluate_run(store, data, settings.top, settings.baselines, config, progress)
+    except (RunError, ValueError) as err:
+        fail(str(err))
+    report.write_all(result, Path(store.path) / "phase3", {"dataset": store.config.get("dataset"), "model": result_model(store, config)})
+    phase3 = store.get_meta("phase3")
+    metric = phase3["metric"]
+    table = Table(title=f"Phase III on {data.name} ({store.config.get('model')}, {settings.seeds} seeds): test {metric.upper()}")
+    for col in ("loss", "formula", "validation", f"test {metric}", f"vs {result.reference}", "p"):
+        table.add_column(col)
+    for e in phase3["results"]:
+        ref = e["vs_reference"]
+        table.add_row(e["name"], e["formula"] if e["candidate"] else "", f"{e['validation']:.4f}",
+                      f"{e['test_mean']:.4f} ± {e['test_std']:.4f}",
+                      f"{ref['difference']:+.4f} [{ref['ci95'][0]:+.4f}, {ref['ci95'][1]:+.4f}]" if ref else "reference"
+                      if e["name"] == result.reference else "", f"{ref['p_value']:.3f}" if ref else "")
+    console.print(table)
+    return result
+
+
+def result_model(store, config: EffectivenessConfig) -> str:
+    return store.config.get("model", config.model)
+
+
+def evaluate(
+    run: Optional[Path] = typer.Argument(None, help="A run directory: evaluate its best candidates (after `lossgen check`)."),
+    top: int = typer.Option(Phase3Settings.top, help="With a run: best distinct passing candidates to evaluate."),
+    dataset: str = typer.Option("synthetic", help="ml-100k, synthetic[:...], a split directory or a ratings CSV."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding ml-100k/u.data."),
+    model: str = typer.Option("mf", help="Recommender: mf (biased MF) or mlp (the paper's MLP)."),
+    losses: Optional[str] = typer.Option(None, help=f"Comma-separated named losses. [default: all seven; with a run: {DEFAULT_BASELINES}]"),
+    loss: list[str] = typer.Option([], "--loss", help='A loss formula, e.g. "max(y_hat, y) * (1 / (y_hat + 1))"; repeatable.'),
+    clamp: str = typer.Option("paper", help="Clamp mode of formula losses: paper, official or symmetric."),
+    seeds: int = typer.Option(Phase3Settings.seeds, help="Seeds per loss (0, 1, ...)."),
+    task: str = typer.Option("classification", help="classification (AUC) or regression (RMSE)."),
+    max_epochs: int = typer.Option(Phase3Settings.max_epochs, help="Epoch cap per run (early stopping usually ends sooner)."),
+    optimizer: str = typer.Option("sgd", help="sgd (the paper's) or adam (lazy Adam on embedding rows)."),
+    device: str = typer.Option("cpu", help="Device; the fused MF trainer runs on cpu."),
+    out: Optional[Path] = typer.Option(None, help="Directory for effectiveness.{md,csv,json}."),
+    fmt: str = typer.Option("table", "--format", help="What to print: table, csv or json."),
+) -> None:
+    """Train every loss to convergence (epsilon by validation grid search) and report test metrics."""
+    if model not in ("mf", "mlp"):
+        fail(f"unknown --model {model!r}; choose mf or mlp")
+    if device != "cpu":
+        fail(f"--device {device!r}: the population trainers run on cpu only for now")
+    if fmt not in ("table", "csv", "json"):
+        fail(f"unknown --format {fmt!r}; choose table, csv or json")
+    if task not in ("classification", "regression"):
+        fail(f"unknown --task {task!r}; choose classification or regression")
+    if seeds < 1 or max_epochs < 1:
+        fail("--seeds and --max-epochs must be at least 1")
+    if run is not None:
+        if loss:
+            fail("--loss formulas cannot be added to a run's evaluation; run `lossgen evaluate` without a run")
+        if top < 1:
+            fail("--top must be at least 1")
+        store = open_run(run)
+        try:
+            data = load(store.config["dataset"], data_dir)
+        except ValueError as err:
+            fail(" ".join(str(err).split()))
+        run_phase3(store, data, Phase3Settings(top, seeds, max_epochs, DEFAULT_BASELINES if losses is None else losses),
+                   optimizer)
+        console.print(f"wrote {Path(store.path) / 'phase3'}", highlight=False)
+        store.close()
+        return
+    if losses is None:
+        losses = ",".join(ALL_NAMED)
+    try:
+        specs = parse_losses(losses) if losses.strip() else []
+        specs += [from_program(parse(text), clamp) for text in loss]
+        data = load(dataset, data_dir)
+    except ValueError as err:
+        fail(" ".join(str(err).split()))
+    if not specs:
+        fail("no losses given (--losses or --loss)")
+    try:
+        train = TrainConfig(optimizer=optimizer)
+    except ValueError as err:
+        fail(str(err))
+    config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task, model=model, train=train)
+    start = time.perf_counter()
+    with Progress(console=console, transient=True) as bar:
+        job = bar.add_task("training", total=max_epochs)
+
+        def progress(epoch: int, active: int) -> None:
+            bar.update(job, completed=epoch, description=f"epoch {epoch}, {active} runs training")
+
+        result = run_effectiveness(data, specs, config, progress)
+    seconds = time.perf_counter() - start
+    extra = {"dataset": data.name, "model": model, "seeds": seeds, "seconds": seconds}
+    if fmt == "json":
+        console.print_json(report.to_json(result, extra))
+    elif fmt == "csv":
+        print(report.to_csv(result), end="")
+    else:
+        console.print(report.markdown(result), highlight=False, soft_wrap=True)
+        console.print(f"{result.runs} runs, {result.epochs_trained} run-epochs, {seconds:.1f} s", highlight=False)
+    if out is not None:
+        for path in report.write_all(result, out, extra):
+            console.print(f"wrote {path}", highlight=False)

@@ -1,0 +1,186 @@
+"""`lossgen search | check | run`: Phase I, Phase II and the whole pipeline from the command line.
+
+Every option can also come from `--config FILE` (TOML, keys = option names; see cli/config.py).
+A search writes a run directory (lossgen.runs); the same command again resumes it, and a
+larger limit extends a finished one. User errors print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lossgen.cli.common import console, fail, open_run
+from lossgen.cli.config import load_config_file, resolve
+from lossgen.cli.evaluate import run_phase3
+from lossgen.cli.options import with_options
+from lossgen.data import load
+from lossgen.ir.formula import parse
+from lossgen.phases.check import validation_check
+from lossgen.phases.runs import check_run
+from lossgen.phases.search import LossSearch
+from lossgen.phases.settings import (OPTION_TYPES, PHASE_OPTIONS, SEARCH_OPTIONS, CheckSettings, Phase3Settings,
+                                     run_config, search_from_options)
+from lossgen.reports.run import write_report
+from lossgen.runs import RunError, RunStore
+
+SEARCH_NAMES = list(SEARCH_OPTIONS)  # the options of `search` (and, with the phase ones, `run`)
+
+
+def _settings(cli: dict, config_file: Optional[Path], extra_defaults: dict | None = None) -> dict:
+    defaults = {**SEARCH_OPTIONS, **(extra_defaults or {})}
+    try:
+        # one file serves `search` and `run`: search reads the search keys and ignores the phase keys
+        file = load_config_file(config_file, set(SEARCH_OPTIONS) | set(PHASE_OPTIONS))
+        return resolve(cli, file, defaults, OPTION_TYPES)
+    except ValueError as err:
+        fail(str(err))
+
+
+def _search_config(s: dict):
+    try:
+        return search_from_options(s)
+    except ValueError as err:
+        fail(str(err))
+
+
+def default_run_dir(s: dict) -> Path:
+    data = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(s["dataset"])).name) or "data"
+    return Path("runs") / f"{s['strategy']}-{data}-{s['model']}-s{s['seed']}"
+
+
+def _load_data(spec: str, data_dir: Optional[str]):
+    try:
+        return load(spec, data_dir)
+    except (ValueError, OSError) as err:
+        fail(str(err))
+
+
+def _round_line(r) -> str:
+    best = "-" if r.best_so_far is None else f"{r.best_so_far:+.4f}"
+    t = r.totals
+    return (f"round {r.round} | evaluated {t['evaluated']} | sampled {t['sampled']} | best reward {best} | "
+            f"accepted {t['accepted']} | proxy skipped {t['zero_gradient']} | duplicates {t['duplicates']} | "
+            f"val {r.metric.upper()} {r.validation:.4f}")
+
+
+def run_search(s: dict):
+    """Phase I with resolved settings `s`; returns (store, dataset, result)."""
+    config, limits = _search_config(s)
+    dataset = _load_data(s["dataset"], s["data_dir"])
+    run_dir = Path(s["run_dir"]) if s["run_dir"] else default_run_dir(s)
+    try:
+        config = config.resolved(dataset)
+        store = RunStore.open_or_create(run_dir, run_config(config, dataset, str(s["dataset"])))
+        search = LossSearch(dataset, store, config)
+    except (RunError, ValueError) as err:
+        fail(str(err))
+    resumed = store.last_round() + 1
+    console.print(f"run directory {run_dir}" + (f" (resuming after round {resumed - 1})" if resumed else ""), highlight=False)
+    total = limits.budget or limits.max_sampled or limits.max_rounds
+    columns = [TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
+    try:
+        with Progress(*columns, console=console, transient=True) as bar:
+            job = bar.add_task("searching", total=total)
+
+            def progress(r) -> None:
+                done = {limits.budget: r.totals["evaluated"], limits.max_sampled: r.totals["sampled"]}.get(total, r.round + 1)
+                bar.update(job, completed=done, description=_round_line(r))
+
+            result = search.run(limits, progress)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: completed rounds are saved in {run_dir}; run the same command to resume", highlight=False)
+        raise typer.Exit(130)
+    seconds = max(result.elapsed, 1e-9)
+    t = result.totals
+    console.print(f"search stopped: {result.stopped}. {result.rounds} rounds, {t['sampled']} sampled "
+                  f"({t['sampled'] / seconds:.1f}/s), {t['evaluated']} evaluated ({t['evaluated'] / seconds:.1f}/s), "
+                  f"{t['accepted']} accepted, {t['zero_gradient']} zero-gradient, {t['duplicates']} duplicates, {result.elapsed:.1f} s", highlight=False)
+    if result.best_id is not None:
+        best = store.candidate(result.best_id)
+        console.print(f"best candidate {best.id}: {best.formula} (reward {best.reward:+.4f})", highlight=False)
+    return store, dataset, result
+
+
+@with_options(SEARCH_NAMES)
+def search(options: dict, config: Optional[Path] = typer.Option(None, "--config", help="TOML file of option values (command line wins).")) -> None:
+    """Phase I: search for losses with a strategy; resumable (run the same command again)."""
+    store, _, _ = run_search(_settings(options, config))
+    store.close()
+
+
+def run_check(store, threshold: float, pairs: int = CheckSettings.pairs):
+    try:
+        summary = check_run(store, threshold, pairs)
+    except (RunError, ValueError) as err:
+        fail(str(err))
+    console.print(f"Phase II: {summary.passed} of {summary.distinct} distinct evaluated losses pass "
+                  f"(positive rate >= {summary.threshold:g}); {summary.checked} candidates rated", highlight=False)
+    return summary
+
+
+def check(
+    run: Optional[Path] = typer.Argument(None, help="A run directory: rate every candidate it recorded."),
+    loss: list[str] = typer.Option([], "--loss", help="A loss formula; repeatable (instead of a run)."),
+    clamp: str = typer.Option("paper", help="Clamp mode of --loss formulas (a run uses its own)."),
+    threshold: float = typer.Option(CheckSettings.threshold, help="Pass at a positive rate at or above this."),
+    pairs: int = typer.Option(CheckSettings.pairs, help="Synthesized (y_hat, y) pairs."),
+) -> None:
+    """Phase II, the validation check: the share of synthesized pairs where a loss's gradient has
+    the right sign (>= 0 for y = 0, <= 0 for y = 1). With formulas, exit 1 if any fails."""
+    if run is not None:
+        if loss:
+            fail("give a run directory or --loss formulas, not both")
+        store = open_run(run)
+        run_check(store, threshold, pairs)
+        store.close()
+        return
+    if not loss:
+        fail("give a run directory or at least one --loss formula")
+    try:
+        programs = [parse(text) for text in loss]
+        result = validation_check(programs, clamp, threshold, pairs)
+    except ValueError as err:
+        fail(str(err))
+    table = Table(title=f"Validation check ({pairs:,} pairs, clamp={clamp}, pass at >= {threshold:g})")
+    for col in ("loss", "positive rate", "result"):
+        table.add_column(col)
+    for program, rate, ok in zip(programs, result.rates, result.passed):
+        table.add_row(str(program), f"{rate:.4f}", "pass" if ok else "fail")
+    console.print(table)
+    if not all(result.passed):
+        raise typer.Exit(1)
+
+
+@with_options(SEARCH_NAMES)
+def run(
+    options: dict,
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file of option values (command line wins)."),
+    threshold: Optional[float] = typer.Option(None, help=f"Phase II pass mark. [default: {CheckSettings.threshold}]"),
+    top: Optional[int] = typer.Option(None, help=f"Best distinct passing candidates taken to Phase III. [default: {Phase3Settings.top}]"),
+    seeds: Optional[int] = typer.Option(None, help=f"Phase III seeds per loss. [default: {Phase3Settings.seeds}]"),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help=f"Phase III epoch cap per run. [default: {Phase3Settings.max_epochs}]"),
+    baselines: Optional[str] = typer.Option(None, help=f"Handcrafted losses trained next to them. [default: {Phase3Settings.baselines}]"),
+) -> None:
+    """All three phases: search, validation check, effectiveness test; then the run's report.
+    Resumable: the same command again continues where it stopped."""
+    cli = {**options, "threshold": threshold, "top": top, "seeds": seeds, "max_epochs": max_epochs,
+           "baselines": baselines}
+    s = _settings(cli, config, PHASE_OPTIONS)
+    phase3 = Phase3Settings(s["top"], s["seeds"], s["max_epochs"], s["baselines"])
+    try:
+        phase3.check()
+        CheckSettings(s["threshold"]).check()
+    except ValueError as err:
+        fail(str(err))
+    store, data, _ = run_search(s)
+    run_check(store, s["threshold"])
+    run_phase3(store, data, phase3, s["optimizer"])
+    paths = write_report(store.path)
+    console.print(f"report: {paths[0].parent}", highlight=False)
+    store.close()

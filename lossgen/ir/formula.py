@@ -1,0 +1,171 @@
+"""The parser from infix loss formulas back to the IR (printers: `lossgen.ir.printers`).
+
+Canonical infix grammar (lowest to highest precedence; binary operators are left-associative):
+
+    sum     := product (("+" | "-") product)*      a - b  is  Add(a, Neg(b))
+    product := unary (("*" | "/") unary)*          1 / x  is  Reciprocal(x);  a / b  is  a * (1 / b)
+    unary   := "-" unary | power                   -x     is  Neg(x)
+    power   := atom ("^" "2")*                     x^2    is  Square(x)
+    atom    := "y_hat" | "y" | "1" | NAME "(" sum ["," sum] ")" | "(" sum ")"
+
+NAME is one of max, min, identity, log, sigmoid, tanh, relu, abs, sqrt, exp. Every op's value is
+the clamped one of DESIGN.md (``1 / x`` means sign(x) / (|x| + xi), ``log`` the signed log).
+`to_infix` prints the fewest parentheses that parse back to the same tree, so
+``parse(to_infix(p)) == p.canonical()`` and ``to_infix(parse(s)) == s`` for a canonical ``s``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lossgen.ir.expr import Expr
+from lossgen.ir.opset import Op
+from lossgen.ir.printers import FUNCTION_NAMES, to_infix, to_latex
+from lossgen.ir.programs import Program, lower
+
+__all__ = ["parse", "parse_expr", "to_infix", "to_latex", "FormulaError"]
+
+_FUNCTIONS = {name: op for op, name in FUNCTION_NAMES.items()}
+
+# ----------------------------------------------------------------------------- parsing
+
+
+_TOKEN = re.compile(r"\s*(?:(y_hat|ŷ|y|[A-Za-z_][A-Za-z_0-9]*)|(\d+(?:\.\d*)?)|(\*\*|[-+*/^(),]))")
+
+
+class FormulaError(ValueError):
+    """An infix loss formula that does not parse; the message names the position."""
+
+
+def _tokenize(text: str) -> list[tuple[str, str, int]]:
+    tokens, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise FormulaError(f"unexpected character {text[pos:].strip()[:1]!r} at position {pos} in {text!r}")
+        kind = "name" if m.group(1) else "number" if m.group(2) else "symbol"
+        tokens.append((kind, m.group(m.lastindex), m.start(m.lastindex)))
+        pos = m.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    def error(self, message: str) -> FormulaError:
+        pos = self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text)
+        return FormulaError(f"{message} at position {pos} in {self.text!r}")
+
+    def peek(self) -> str | None:
+        return self.tokens[self.i][1] if self.i < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None or (expected is not None and tok != expected):
+            raise self.error(f"expected {expected!r}" if expected else "unexpected end of formula")
+        self.i += 1
+        return tok
+
+    def parse(self) -> Expr:
+        if not self.tokens:
+            raise FormulaError("empty loss formula")
+        e = self.sum()
+        if self.peek() is not None:
+            raise self.error(f"unexpected {self.peek()!r}")
+        return e
+
+    def sum(self) -> Expr:
+        e = self.product()
+        while self.peek() in ("+", "-"):
+            sym = self.take()
+            right = self.product()
+            e = Expr.apply(Op.ADD, e, right if sym == "+" else Expr.apply(Op.NEG, right))
+        return e
+
+    def product(self) -> Expr:
+        e = self.unary()
+        while self.peek() in ("*", "/"):
+            sym = self.take()
+            right = self.unary()
+            if sym == "*":
+                e = Expr.apply(Op.MUL, e, right)
+            elif e == Expr.terminal(2):  # literal 1 / x
+                e = Expr.apply(Op.RECIPROCAL, right)
+            else:
+                e = Expr.apply(Op.MUL, e, Expr.apply(Op.RECIPROCAL, right))
+        return e
+
+    def unary(self) -> Expr:
+        if self.peek() == "-":
+            self.take()
+            return Expr.apply(Op.NEG, self.unary())
+        return self.power()
+
+    def power(self) -> Expr:
+        e = self.atom()
+        while self.peek() in ("^", "**"):
+            self.take()
+            if self.peek() != "2":
+                raise self.error("only the exponent 2 (Square) is supported")
+            self.take()
+            e = Expr.apply(Op.SQUARE, e)
+        return e
+
+    def atom(self) -> Expr:
+        tok = self.peek()
+        if tok is None:
+            raise self.error("unexpected end of formula")
+        kind = self.tokens[self.i][0]
+        if tok == "(":
+            self.take()
+            e = self.sum()
+            self.take(")")
+            return e
+        if kind == "number":
+            if float(tok) != 1.0:
+                raise self.error(f"constant {tok} is not a terminal (only y_hat, y and 1 are)")
+            self.take()
+            return Expr.terminal(2)
+        if kind == "name":
+            if tok in ("y_hat", "ŷ"):
+                self.take()
+                return Expr.terminal(0)
+            if tok == "y":
+                self.take()
+                return Expr.terminal(1)
+            name = tok.lower()
+            if name not in _FUNCTIONS:
+                raise self.error(f"unknown name {tok!r} (functions: {', '.join(sorted(_FUNCTIONS))})")
+            op = _FUNCTIONS[name]
+            self.take()
+            self.take("(")
+            args = [self.sum()]
+            while self.peek() == ",":
+                self.take()
+                args.append(self.sum())
+            self.take(")")
+            if len(args) != op.arity:
+                raise self.error(f"{name} takes {op.arity} argument(s), got {len(args)}")
+            return Expr.apply(op, *args)
+        raise self.error(f"unexpected {tok!r}")
+
+
+def parse_expr(text: str) -> Expr:
+    """Parse an infix formula into a tree (see the module docstring for the grammar)."""
+    return _Parser(text).parse()
+
+
+def parse(text: str, max_steps: int | None = None) -> Program:
+    """Parse an infix formula into its canonical program; ValueError names any problem."""
+    expr = parse_expr(text)
+    try:
+        program = lower(expr)
+    except ValueError as err:
+        raise FormulaError(f"{err} in {text!r}") from None
+    if max_steps is not None and len(program) > max_steps:
+        raise FormulaError(f"{text!r} needs {len(program)} steps, more than max_steps={max_steps}")
+    return program

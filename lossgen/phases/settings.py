@@ -1,0 +1,210 @@
+"""Settings of the phases and their defaults: the one place for each default (a search's config
+and limits, the Phase II pass mark, the Phase III selection), and the mapping from the flat option
+names that the command line, TOML config files and old comparison plans use.
+
+`SearchConfig` is what defines a search run (stored in its config.json; a resume must match it);
+`SearchLimits` when it stops; `CheckSettings` Phase II; `Phase3Settings` which losses Phase III
+trains and for how long.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+
+from lossgen.data.dataset import Dataset
+from lossgen.runs.records import DEFAULT_THRESHOLD
+from lossgen.search import create
+from lossgen.ir.opset import parse_clamp
+from lossgen.training.losses import BASELINES, parse_losses
+from lossgen.training.metrics import metric_for_task
+from lossgen.training.trainer import TrainConfig
+
+DEFAULT_BASELINES = ",".join(BASELINES)  # BCE,MSE,Hinge,Focal
+# When no stopping rule is given: 200 evaluations, or 500 rounds without validation improvement
+# (a strategy that only proposes duplicates may never reach the budget).
+DEFAULT_BUDGET, DEFAULT_PATIENCE = 200, 500
+DEFAULT_DATASET = "synthetic"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What defines a search run (stored in the run directory; a resume must match it)."""
+
+    strategy: str = "rl"
+    strategy_config: dict = field(default_factory=dict)  # e.g. {"op_set": "extended", "max_steps": 7}
+    seed: int = 0
+    per_round: int = 10  # candidates asked per round (the paper averages 10 rewards per update)
+    proxy: bool = True  # zero-gradient and gradient-duplicate tests
+    dedupe: bool = True  # run-wide fingerprint duplicates
+    proxy_batch: int | None = None  # |B|; None: 5 up to 200,000 training examples, else 20
+    delta: float = 1e-4
+    zero_reward: float = -0.05  # reward of a zero-gradient (or diverged) candidate
+    filtering: bool = True
+    eta: float = 1e-3  # accept a copy when reward >= -eta
+    model: str = "mf"
+    dim: int = 64
+    task: str = "classification"
+    clamp: str = "paper"
+    train: TrainConfig = TrainConfig()
+
+    def check(self) -> None:
+        if self.per_round < 1:
+            raise ValueError(f"per_round must be at least 1, got {self.per_round}")
+        if self.proxy_batch is not None and self.proxy_batch < 1:
+            raise ValueError(f"proxy_batch must be at least 1, got {self.proxy_batch}")
+        if self.delta < 0 or self.eta < 0:
+            raise ValueError("delta and eta must be >= 0")
+        if self.model not in ("mf", "mlp"):
+            raise ValueError(f"unknown model {self.model!r}; choose mf or mlp")
+        metric_for_task(self.task)
+        parse_clamp(self.clamp)
+        create(self.strategy, dict(self.strategy_config), seed=self.seed)  # validates name and config
+
+    def resolved(self, dataset: Dataset) -> "SearchConfig":
+        """The config with data-dependent defaults filled in."""
+        if self.proxy_batch is not None:
+            return self
+        return replace(self, proxy_batch=5 if len(dataset.train) <= 200_000 else 20)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "SearchConfig":
+        d = dict(d)
+        train = d.pop("train", {})
+        return SearchConfig(**d, train=TrainConfig.from_dict(train))
+
+
+@dataclass(frozen=True)
+class SearchLimits:
+    """When a run stops (checked between rounds; not part of the run's identity, so a finished
+    run can be extended with larger limits). At least one must be set."""
+
+    budget: int | None = None  # full candidate evaluations
+    max_sampled: int | None = None  # sampled candidates
+    time_limit: float | None = None  # seconds of search (accumulated over resumes)
+    max_rounds: int | None = None
+    patience: int | None = None  # rounds without improvement of the recommender's validation metric
+
+    @staticmethod
+    def default() -> "SearchLimits":
+        """The limits when none is given."""
+        return SearchLimits(budget=DEFAULT_BUDGET, patience=DEFAULT_PATIENCE)
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in asdict(self).values())
+
+    def check(self) -> None:
+        values = asdict(self)
+        if all(v is None for v in values.values()):
+            raise ValueError("no stopping rule: give a budget, max_sampled, time_limit, max_rounds or patience")
+        for name, v in values.items():
+            if v is not None and v <= 0:
+                raise ValueError(f"{name} must be positive, got {v}")
+
+    def reached(self, totals: dict, elapsed: float, rounds: int, stale: int) -> str | None:
+        if self.budget is not None and totals["evaluated"] >= self.budget:
+            return f"budget of {self.budget} evaluations reached"
+        if self.max_sampled is not None and totals["sampled"] >= self.max_sampled:
+            return f"{self.max_sampled} candidates sampled"
+        if self.time_limit is not None and elapsed >= self.time_limit:
+            return f"time limit of {self.time_limit:g} s reached"
+        if self.max_rounds is not None and rounds >= self.max_rounds:
+            return f"{self.max_rounds} rounds done"
+        if self.patience is not None and stale >= self.patience:
+            return f"no validation improvement for {self.patience} rounds"
+        return None
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """Phase II, the validation check."""
+
+    threshold: float = DEFAULT_THRESHOLD  # pass at a positive rate at or above this (paper Table 8)
+    pairs: int = 2000  # synthesized (y_hat, y) pairs
+
+    def check(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.pairs < 2:
+            raise ValueError(f"the validation check needs at least 2 pairs, got {self.pairs}")
+
+
+@dataclass(frozen=True)
+class Phase3Settings:
+    """Which losses Phase III trains next to a run's candidates, and how long."""
+
+    top: int = 3  # best distinct passing candidates, by search reward
+    seeds: int = 3  # seeds 0 .. seeds-1 per loss
+    max_epochs: int = 300
+    baselines: str = DEFAULT_BASELINES
+
+    def check(self) -> None:
+        for name in ("top", "seeds", "max_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.baselines.strip():
+            parse_losses(self.baselines)
+
+
+def run_config(config: SearchConfig, dataset: Dataset, dataset_spec: str) -> dict:
+    """The dict stored as the run's config.json: the search config plus what identifies the data."""
+    return {**config.to_dict(), "dataset": dataset_spec, "data_key": dataset.key,
+            "data_shape": [dataset.n_users, dataset.n_items, len(dataset.train), len(dataset.validation)]}
+
+
+def parse_duration(text) -> float:
+    """Seconds from 3600, '3600', '90s', '90m', '2h' or '1.5h'."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
+    if not match:
+        raise ValueError(f"cannot read the time limit {text!r}; write e.g. 3600, 90m or 2h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+# ------------------------------------------------------------------------ the flat option names
+
+_C, _T = SearchConfig(), TrainConfig()
+# Flat option name -> default, for a search (the command line's and TOML files' names).
+SEARCH_OPTIONS = {
+    "strategy": _C.strategy, "dataset": DEFAULT_DATASET, "data_dir": None, "model": _C.model, "task": _C.task,
+    "budget": None, "max_sampled": None, "time_limit": None, "max_rounds": None, "patience": None,
+    "seed": _C.seed, "device": "cpu", "run_dir": None, "clamp": _C.clamp, "ops": "paper", "max_steps": 7,
+    "per_round": _C.per_round, "proxy": _C.proxy, "dedupe": _C.dedupe, "filtering": _C.filtering, "eta": _C.eta,
+    "delta": _C.delta, "proxy_batch": _C.proxy_batch, "zero_reward": _C.zero_reward, "optimizer": _T.optimizer,
+    "lr": _T.lr,
+}
+_CH, _P3 = CheckSettings(), Phase3Settings()
+PHASE_OPTIONS = {"threshold": _CH.threshold, "top": _P3.top, "seeds": _P3.seeds, "max_epochs": _P3.max_epochs,
+                 "baselines": _P3.baselines}
+# Types of the options whose default is None, for checking config-file values.
+OPTION_TYPES = {"data_dir": str, "budget": int, "max_sampled": int, "time_limit": (str, int, float), "max_rounds": int,
+                "patience": int, "run_dir": str, "proxy_batch": int}
+LIMIT_OPTIONS = ("budget", "max_sampled", "time_limit", "max_rounds", "patience")
+
+
+def search_from_options(s: dict) -> tuple[SearchConfig, SearchLimits]:
+    """(SearchConfig, SearchLimits) from flat option values (`SEARCH_OPTIONS` names; missing
+    ones take their defaults); ValueError names a bad one. Without any limit: the default ones."""
+    s = {**SEARCH_OPTIONS, **s}
+    if s["device"] != "cpu":
+        raise ValueError(f"--device {s['device']!r}: the population trainers run on cpu only for now")
+    try:
+        time_limit = parse_duration(s["time_limit"]) if s["time_limit"] is not None else None
+        limits = SearchLimits(s["budget"], s["max_sampled"], time_limit, s["max_rounds"], s["patience"])
+        if limits.empty:
+            limits = SearchLimits.default()
+        limits.check()
+        ops = s["ops"] if s["ops"] in ("paper", "extended") else tuple(p.strip() for p in s["ops"].split(",") if p.strip())
+        config = SearchConfig(
+            strategy=s["strategy"], strategy_config={"op_set": ops, "max_steps": s["max_steps"]}, seed=s["seed"],
+            per_round=s["per_round"], proxy=s["proxy"], dedupe=s["dedupe"], proxy_batch=s["proxy_batch"],
+            delta=s["delta"], zero_reward=s["zero_reward"], filtering=s["filtering"], eta=s["eta"],
+            model=s["model"], task=s["task"], clamp=s["clamp"],
+            train=TrainConfig(lr=s["lr"], optimizer=s["optimizer"]))
+        config.check()
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+    return config, limits

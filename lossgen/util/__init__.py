@@ -1,0 +1,1 @@
+"""Helpers with no lossgen imports, used by every layer that writes files (atomic writes)."""
