@@ -9,6 +9,7 @@ and are registered here. User errors print one line and exit 2, without a traceb
 from __future__ import annotations
 
 import time
+import warnings
 
 import torch
 import typer
@@ -16,7 +17,7 @@ from rich.table import Table
 
 import lossgen
 from lossgen import kernels
-from lossgen.cli.common import console, device as _device, fail
+from lossgen.cli.common import console, device as _device, fail, warn
 from lossgen.cli.compare import compare
 from lossgen.cli.data import data_app
 from lossgen.cli.evaluate import evaluate
@@ -44,10 +45,16 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (e.g. from the data loader) as one `warning:` line, like the CLI's own."""
+    warn(str(message))
+
+
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """lossgen: automatic loss-function discovery."""
+    warnings.showwarning = _warning_line
 
 
 # The paper's losses (Table 4) with smoothing e = 1, the constant terminal.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 import typer
 from rich.console import Console
@@ -9,6 +11,31 @@ from rich.console import Console
 from lossgen.runs import RunError, RunStore
 
 console = Console()
+if not console.is_terminal:
+    # Piped or redirected: tables at their natural width (never cut an id a user must copy, never
+    # wrap at 80 columns) and no live display; long commands print `progress` lines instead.
+    console = Console(width=100_000, soft_wrap=True)
+
+
+class PlainProgress:
+    """Progress for output that is not a terminal (a log file, a pipe): one plain line at most
+    every `every` seconds (and the first one at once), since a live bar would print nothing."""
+
+    def __init__(self, every: float = 30.0):
+        self.every, self.last = every, None
+
+    def __call__(self, text: str) -> None:
+        if console.is_terminal:
+            return
+        now = time.monotonic()
+        if self.last is None or now - self.last >= self.every:
+            self.last = now
+            console.print(f"{time.strftime('%H:%M:%S')} {text}", markup=False, highlight=False)
+
+
+def warn(message: str) -> None:
+    """One warning line, the same style for every command."""
+    console.print(f"[yellow]warning:[/yellow] {' '.join(str(message).split())}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str) -> None:

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lossgen.cli.common import console, fail
+from lossgen.cli.common import PlainProgress, console, fail
 from lossgen.cli.config import load_config_file, resolve
 from lossgen.cli.options import with_options
 from lossgen.compare.plan import SAFETY_STOPS, ComparePlan, shared_search
@@ -109,13 +109,15 @@ def compare(
     columns = [TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as bar:
         tasks: dict[str, int] = {}
+        plain = PlainProgress()
 
         def on_round(name: str, r: dict) -> None:
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=plan.budget)
             best = "-" if r["best"] is None else f"{r['best']:+.4f}"
-            bar.update(tasks[name], completed=min(r["evaluated"], plan.budget),
-                       description=f"{name}: evaluated {r['evaluated']}, sampled {r['sampled']}, best {best}")
+            text = f"{name}: evaluated {r['evaluated']}, sampled {r['sampled']}, best {best}"
+            bar.update(tasks[name], completed=min(r["evaluated"], plan.budget), description=text)
+            plain(text)
 
         def on_run_done(o: dict) -> None:
             if o["run"] in tasks:
@@ -135,6 +137,7 @@ def compare(
 
         def on_epoch(epoch: int, active: int) -> None:
             bar.update(phase3_task[0], completed=epoch, description=f"Phase III: epoch {epoch}, {active} runs training")
+            plain(f"Phase III: epoch {epoch} of at most {plan.max_epochs}, {active} runs training")
 
         try:
             result = run_compare(plan, out_dir, s["jobs"], CompareHooks(on_round, on_run_done, on_phase, on_epoch),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from lossgen.cli.common import console, fail
+from lossgen.cli.common import console, fail, warn
 from lossgen.data import SplitSettings, load, prepare_to
 from lossgen.data.cache import safe_name
 from rich.table import Table
@@ -20,7 +20,9 @@ from rich.table import Table
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: statistics and prepared splits.",
                        context_settings={"help_option_names": ["-h", "--help"]})
 
-DATASET_ARG = typer.Argument(..., help="ml-100k, synthetic[:users=N,items=N,density=F,seed=N], a split directory or a ratings CSV.")
+DATASET_ARG = typer.Argument(..., help="ml-100k, synthetic[:users=N,items=N,density=F,seed=N], a split directory "
+                             "(DIR:unknown=drop or DIR:unknown=extend for validation/test ids train never saw; "
+                             "DIR:name=NAME to pick one of several splits) or a ratings CSV.")
 # Options shared by `stats` and `prepare`: how a dataset is read and split.
 THRESHOLD_OPT = typer.Option(3.0, help="Label 1 iff rating > threshold.")
 MIN_INTERACTIONS_OPT = typer.Option(5, help="Users with fewer interactions stay wholly in train.")
@@ -44,7 +46,7 @@ def _user_errors():
             fail(" ".join(str(err).split()))
         finally:
             for w in caught:
-                console.print(f"[yellow]warning:[/yellow] {' '.join(str(w.message).split())}", highlight=False, soft_wrap=True)
+                warn(str(w.message))
 
 
 def _csv_options(user_col, item_col, rating_col, time_col, sep) -> dict:
@@ -104,7 +106,8 @@ def prepare(
     time_col: str = TIME_COL_OPT,
     sep: Optional[str] = SEP_OPT,
 ) -> None:
-    """Write the dataset's split in the split-file format (tab-separated uid, iid, label)."""
+    """Write the dataset's split in the split-file format (tab-separated uid, iid, label) with NAME.info.json.
+    A split directory is written again with contiguous ids (e.g. a foreign split, given as DIR:unknown=extend)."""
 
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: exists and is not a directory")

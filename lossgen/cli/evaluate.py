@@ -10,16 +10,18 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from lossgen.cli.common import console, fail, open_run
+from lossgen.cli.common import PlainProgress, console, fail, open_run
 from lossgen.data import load
 from lossgen.ir.formula import parse
 from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
 from lossgen.phases.runs import evaluate_run
+from lossgen.phases.rundata import run_dataset
 from lossgen.phases.settings import DEFAULT_BASELINES, Phase3Settings
 from lossgen.reports import effectiveness as report
 from lossgen.runs import RunError
 from lossgen.training.losses import ALL_NAMED, from_program, parse_losses
 from lossgen.training.trainer import TrainConfig
+from lossgen.util.atomic import check_writable_dir
 
 
 def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd"):
@@ -27,19 +29,34 @@ def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd"):
     the table."""
     if data.key != store.config.get("data_key"):
         fail(f"the dataset {data.name!r} differs from the one run {store.path} searched on (its split key changed)")
+    out = Path(store.path) / "phase3"
+    try:
+        check_writable_dir(out)  # before hours of training, not after
+    except OSError as err:
+        fail(str(err))
     try:
         train = TrainConfig.from_dict({**store.config.get("train", {}), "optimizer": optimizer})
         config = EffectivenessConfig(seeds=tuple(range(settings.seeds)), max_epochs=settings.max_epochs, train=train)
         with Progress(console=console, transient=True) as bar:
             job = bar.add_task("Phase III", total=settings.max_epochs)
 
+            plain = PlainProgress()
+
             def progress(epoch: int, active: int) -> None:
                 bar.update(job, completed=epoch, description=f"Phase III: epoch {epoch}, {active} runs training")
+                plain(f"Phase III: epoch {epoch} of at most {settings.max_epochs}, {active} runs training")
 
             result = evaluate_run(store, data, settings.top, settings.baselines, config, progress)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: Phase III results were not saved; the search and Phase II are intact in "
+                      f"{store.path}; run the same command to redo Phase III", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     except (RunError, ValueError) as err:
         fail(str(err))
-    report.write_all(result, Path(store.path) / "phase3", {"dataset": store.config.get("dataset"), "model": result_model(store, config)})
+    try:
+        report.write_all(result, out, {"dataset": store.config.get("dataset"), "model": result_model(store, config)})
+    except OSError as err:
+        fail(f"{err} (the Phase III results are recorded in {store.path}/run.db; `lossgen report` shows them)")
     phase3 = store.get_meta("phase3")
     metric = phase3["metric"]
     table = Table(title=f"Phase III on {data.name} ({store.config.get('model')}, {settings.seeds} seeds): test {metric.upper()}")
@@ -63,7 +80,7 @@ def evaluate(
     run: Optional[Path] = typer.Argument(None, help="A run directory: evaluate its best candidates (after `lossgen check`)."),
     top: int = typer.Option(Phase3Settings.top, help="With a run: best distinct passing candidates to evaluate."),
     dataset: str = typer.Option("synthetic", help="ml-100k, synthetic[:...], a split directory or a ratings CSV."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding ml-100k/u.data."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding ml-100k/u.data (with a run: default where the run read its data)."),
     model: str = typer.Option("mf", help="Recommender: mf (biased MF) or mlp (the paper's MLP)."),
     losses: Optional[str] = typer.Option(None, help=f"Comma-separated named losses. [default: all seven; with a run: {DEFAULT_BASELINES}]"),
     loss: list[str] = typer.Option([], "--loss", help='A loss formula, e.g. "max(y_hat, y) * (1 / (y_hat + 1))"; repeatable.'),
@@ -94,14 +111,20 @@ def evaluate(
             fail("--top must be at least 1")
         store = open_run(run)
         try:
-            data = load(store.config["dataset"], data_dir)
-        except ValueError as err:
+            data = run_dataset(store, data_dir)  # where the run read it, unless --data-dir says otherwise
+        except (ValueError, OSError) as err:
+            store.close()
             fail(" ".join(str(err).split()))
         run_phase3(store, data, Phase3Settings(top, seeds, max_epochs, DEFAULT_BASELINES if losses is None else losses),
                    optimizer)
         console.print(f"wrote {Path(store.path) / 'phase3'}", highlight=False)
         store.close()
         return
+    if out is not None:
+        try:
+            check_writable_dir(out)  # before training, so a bad --out loses no results
+        except OSError as err:
+            fail(str(err))
     if losses is None:
         losses = ",".join(ALL_NAMED)
     try:
@@ -118,13 +141,21 @@ def evaluate(
         fail(str(err))
     config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task, model=model, train=train)
     start = time.perf_counter()
-    with Progress(console=console, transient=True) as bar:
-        job = bar.add_task("training", total=max_epochs)
+    try:
+        with Progress(console=console, transient=True) as bar:
+            job = bar.add_task("training", total=max_epochs)
 
-        def progress(epoch: int, active: int) -> None:
-            bar.update(job, completed=epoch, description=f"epoch {epoch}, {active} runs training")
+            plain = PlainProgress()
 
-        result = run_effectiveness(data, specs, config, progress)
+            def progress(epoch: int, active: int) -> None:
+                bar.update(job, completed=epoch, description=f"epoch {epoch}, {active} runs training")
+                plain(f"epoch {epoch} of at most {max_epochs}, {active} runs training")
+
+            result = run_effectiveness(data, specs, config, progress)
+    except KeyboardInterrupt:
+        console.print("interrupted: nothing was saved (results are printed and written only when training "
+                      "finishes)", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     seconds = time.perf_counter() - start
     extra = {"dataset": data.name, "model": model, "seeds": seeds, "seconds": seconds}
     if fmt == "json":
@@ -135,5 +166,9 @@ def evaluate(
         console.print(report.markdown(result), highlight=False, soft_wrap=True)
         console.print(f"{result.runs} runs, {result.epochs_trained} run-epochs, {seconds:.1f} s", highlight=False)
     if out is not None:
-        for path in report.write_all(result, out, extra):
+        try:
+            paths = report.write_all(result, out, extra)
+        except OSError as err:
+            fail(str(err))
+        for path in paths:
             console.print(f"wrote {path}", highlight=False)

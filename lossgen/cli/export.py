@@ -21,8 +21,10 @@ def export(
     try:
         candidate = load_candidate(run, candidate_id)
         paths = export_candidate(run, candidate.id, out)
-    except (ValueError, OSError) as err:
+    except ValueError as err:
         fail(str(err))
+    except OSError as err:  # the output cannot be written (a read-only run: --out elsewhere reads it fine)
+        fail(f"{err}{'; give --out DIR to write the export elsewhere' if out is None else ''}")
     for path in paths:
         console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"formula ({candidate.clamp} clamp): {candidate.formula}", markup=False, highlight=False,

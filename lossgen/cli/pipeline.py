@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lossgen.cli.common import console, fail, open_run
+from lossgen.cli.common import PlainProgress, console, fail, open_run, warn
 from lossgen.cli.config import load_config_file, resolve
 from lossgen.cli.evaluate import run_phase3
 from lossgen.cli.options import with_options
@@ -23,6 +23,7 @@ from lossgen.data import load
 from lossgen.ir.formula import parse
 from lossgen.phases.check import validation_check
 from lossgen.phases.runs import check_run
+from lossgen.phases.rundata import remember_data
 from lossgen.phases.search import LossSearch
 from lossgen.phases.settings import (OPTION_TYPES, PHASE_OPTIONS, SEARCH_OPTIONS, CheckSettings, Phase3Settings,
                                      run_config, search_from_options)
@@ -37,9 +38,14 @@ def _settings(cli: dict, config_file: Optional[Path], extra_defaults: dict | Non
     try:
         # one file serves `search` and `run`: search reads the search keys and ignores the phase keys
         file = load_config_file(config_file, set(SEARCH_OPTIONS) | set(PHASE_OPTIONS))
-        return resolve(cli, file, defaults, OPTION_TYPES)
+        resolved = resolve(cli, file, defaults, OPTION_TYPES)
     except ValueError as err:
         fail(str(err))
+    ignored = sorted(set(file) - set(defaults))
+    if ignored:
+        warn(f"config file {config_file}: {', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply "
+             f"to this command (ignored; `lossgen run` uses {'it' if len(ignored) == 1 else 'them'})")
+    return resolved
 
 
 def _search_config(s: dict):
@@ -77,6 +83,7 @@ def run_search(s: dict):
     try:
         config = config.resolved(dataset)
         store = RunStore.open_or_create(run_dir, run_config(config, dataset, str(s["dataset"])))
+        remember_data(store, dataset, str(s["dataset"]), s["data_dir"])  # for `lossgen evaluate RUN`
         search = LossSearch(dataset, store, config)
     except (RunError, ValueError) as err:
         fail(str(err))
@@ -88,14 +95,19 @@ def run_search(s: dict):
         with Progress(*columns, console=console, transient=True) as bar:
             job = bar.add_task("searching", total=total)
 
+            plain = PlainProgress()
+
             def progress(r) -> None:
                 done = {limits.budget: r.totals["evaluated"], limits.max_sampled: r.totals["sampled"]}.get(total, r.round + 1)
                 bar.update(job, completed=done, description=_round_line(r))
+                plain(_round_line(r))
 
             result = search.run(limits, progress)
     except KeyboardInterrupt:
         console.print(f"interrupted: completed rounds are saved in {run_dir}; run the same command to resume", highlight=False)
         raise typer.Exit(130)
+    except RunError as err:  # a write that failed (disk full, ...): the completed rounds are kept
+        fail(str(err))
     seconds = max(result.elapsed, 1e-9)
     t = result.totals
     console.print(f"search stopped: {result.stopped}. {result.rounds} rounds, {t['sampled']} sampled "
@@ -148,10 +160,15 @@ def check(
     except ValueError as err:
         fail(str(err))
     table = Table(title=f"Validation check ({pairs:,} pairs, clamp={clamp}, pass at >= {threshold:g})")
-    for col in ("loss", "positive rate", "result"):
+    for col in ("loss", "positive rate", "zero gradient", "result"):
         table.add_column(col)
-    for program, rate, ok in zip(programs, result.rates, result.passed):
-        table.add_row(str(program), f"{rate:.4f}", "pass" if ok else "fail")
+    for program, rate, zero, ok in zip(programs, result.rates, result.zero_shares, result.passed):
+        verdict = "pass" if ok else "fail"
+        if zero >= 1.0:
+            verdict += " (flat: zero gradient on every pair)"
+        elif zero >= 0.5:
+            verdict += " (zero gradient on most pairs)"
+        table.add_row(str(program), f"{rate:.4f}", f"{zero:.1%}", verdict)
     console.print(table)
     if not all(result.passed):
         raise typer.Exit(1)
@@ -181,6 +198,9 @@ def run(
     store, data, _ = run_search(s)
     run_check(store, s["threshold"])
     run_phase3(store, data, phase3, s["optimizer"])
-    paths = write_report(store.path)
+    try:
+        paths = write_report(store.path)
+    except (ValueError, OSError) as err:
+        fail(str(err))
     console.print(f"report: {paths[0].parent}", highlight=False)
     store.close()

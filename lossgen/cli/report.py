@@ -24,5 +24,7 @@ def report(
         paths = write_report(run, out, top)
     except ValueError as err:
         fail(str(err))
+    except OSError as err:  # the output cannot be written (a read-only run: --out elsewhere reads it fine)
+        fail(f"{err}{'; give --out DIR to write the report elsewhere' if out is None else ''}")
     for path in paths:
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lossgen.data import load
 from lossgen.phases.effectiveness import EffectivenessConfig
+from lossgen.phases.rundata import data_record, load_remembered
 from lossgen.phases.runs import check_run, phase2_current
 from lossgen.runs import RunStore
 from lossgen.training.trainer import TrainConfig
@@ -63,6 +63,15 @@ def check_same_comparison(out: Path, plan: ComparePlan, data_key: str) -> None:
                          f"changed since; use another --out")
 
 
+def _saved_data(out: Path) -> dict | None:
+    """Where an earlier invocation read the data (plan.json's "data"; None when unknown)."""
+    try:
+        saved = json.loads((Path(out) / PLAN_FILE).read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        return None  # no plan yet, or one check_same_comparison reports
+    return saved if isinstance(saved, dict) else None
+
+
 def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks | None = None,
                 command: str | None = None) -> dict:
     """Run (or resume) the comparison; returns {"summary", "measures", "phase3", "files"}."""
@@ -75,12 +84,14 @@ def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks
         raise ValueError(f"--out {out} is a file, not a directory")
     if out.exists() and not (out / PLAN_FILE).exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty and is not a lossgen comparison directory (no {PLAN_FILE})")
-    dataset = load(plan.dataset, plan.data_dir)
+    # without --data-dir, a comparison reads its data where it did before (plan.json's "data")
+    dataset = load_remembered(plan.dataset, plan.data_dir, _saved_data(out), f"the comparison in {out}")
     check_same_comparison(out, plan, dataset.key)
     out.mkdir(parents=True, exist_ok=True)
     prepare_runs(plan, out, dataset)  # every run's settings check out before anything is recorded
-    write_text_atomic(out / PLAN_FILE, json.dumps({"plan": plan.to_dict(), "data_key": dataset.key,
-                                                   "command": command}, indent=2) + "\n")
+    write_text_atomic(out / PLAN_FILE, json.dumps({"plan": plan.to_dict(), "data_key": dataset.key, "command": command,
+                                                   "data": data_record(dataset, plan.dataset, plan.data_dir)},
+                                                  indent=2) + "\n")
 
     _phase(hooks, "search")
     run_searches(plan, out, dataset, jobs, hooks.on_round, hooks.on_run_done)

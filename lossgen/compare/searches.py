@@ -19,6 +19,7 @@ import torch
 
 from lossgen.compare.plan import ComparePlan, run_dir, run_name
 from lossgen.data import load
+from lossgen.phases.rundata import remember_data
 from lossgen.phases.search import LossSearch, stop_reason
 from lossgen.phases.settings import run_config
 from lossgen.runs import RunStore
@@ -37,7 +38,10 @@ def prepare_runs(plan: ComparePlan, out: Path, dataset) -> None:
     bad setting or a run made with other settings fails at once with its message."""
     for strategy, seed in plan.runs():
         store, _, _ = _open_store(plan, out, strategy, seed, dataset)
-        store.close()
+        try:
+            remember_data(store, dataset, plan.dataset, plan.data_dir)  # for `lossgen evaluate OUT/runs/RUN`
+        finally:
+            store.close()
 
 
 def finished_outcome(plan: ComparePlan, out: Path, strategy: str, seed: int, dataset) -> dict | None:
@@ -55,14 +59,15 @@ def finished_outcome(plan: ComparePlan, out: Path, strategy: str, seed: int, dat
 
 
 def search_one(plan: dict, out: str, strategy: str, seed: int, threads: int | None = None, events=None,
-               dataset=None) -> dict:
+               dataset=None, origin: str | None = None) -> dict:
     """Run (or resume) one search to its limits. `plan` is `ComparePlan.to_dict()` (it crosses
-    process boundaries); `events` is a callable or a queue that gets one payload per round."""
+    process boundaries); `events` is a callable or a queue that gets one payload per round;
+    `origin`: where the parent read the data (`Dataset.origin`), read from there again."""
     if threads is not None:
         torch.set_num_threads(threads)
     plan = ComparePlan.from_dict(plan)
     if dataset is None:
-        dataset = load(plan.dataset, plan.data_dir)
+        dataset = load(plan.dataset, plan.data_dir, origin=origin)
     name = run_name(strategy, seed)
     emit = events.put if hasattr(events, "put") else events
     store, config, limits = _open_store(plan, Path(out), strategy, seed, dataset)
@@ -110,7 +115,8 @@ def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round:
             events = manager.Queue()
             pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1)
             try:
-                pending = {pool.submit(search_one, plan.to_dict(), str(out), strategy, seed, threads, events)
+                pending = {pool.submit(search_one, plan.to_dict(), str(out), strategy, seed, threads, events,
+                                       origin=dataset.origin)
                            for strategy, seed in tasks}
                 while pending:
                     done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)

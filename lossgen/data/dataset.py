@@ -57,7 +57,10 @@ class Dataset:
 
     `user_ids[k]` / `item_ids[k]` are the raw ids of contiguous id k. `key` identifies the
     prepared content (source checksum + settings); `location` is the split directory it is read
-    from (None when it lives only in memory).
+    from (None when it lives only in memory; a cache entry for rating logs). `source` says where
+    the data came from, for people; `origin` is the absolute path that the dataset name or path
+    resolved to (the ratings file or the split directory read; None for generated data), which
+    `load(..., origin=...)` reads again without searching.
     """
 
     name: str
@@ -73,6 +76,7 @@ class Dataset:
     location: Path | None
     _read_test: Callable[[], Split] = field(repr=False)
     test_reads: int = field(default=0)
+    origin: str | None = field(default=None)
 
     def open_test(self) -> Split:
         """Read the test split now (from disk where the dataset has a directory). Counted in `test_reads`.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossgen.data.errors import DataError
+from lossgen.data.errors import DataError, where
 from lossgen.data.tables import numeric_column, read_text_table, require_columns
 
 ML100K_COLUMNS = ["user", "item", "rating", "timestamp"]
@@ -50,11 +50,53 @@ def sha256_file(path: Path) -> str:
 
 
 def read_movielens(path: Path) -> Ratings:
-    """MovieLens `u.data`: tab-separated user, item, rating, timestamp, no header."""
+    """MovieLens `u.data`: tab-separated user, item, rating, timestamp, no header.
+
+    Stricter than a generic CSV, because a damaged copy would otherwise still be used as
+    MovieLens: every line must have exactly 4 fields, the file must end with a line end (a file
+    cut mid-line may keep 4 fields with a truncated timestamp), ids must be positive integers
+    and ratings lie in 1..5. Each problem is a `DataError` naming the file and line.
+    """
     path = Path(path)
+    _check_movielens_lines(path)
     frame = read_text_table(path, "\t", names=ML100K_COLUMNS)
     cols = {c: numeric_column(frame, c, path, integer=c != "rating", first_line=1) for c in ML100K_COLUMNS}
+    for col, what in (("user", "user id"), ("item", "item id")):
+        bad = cols[col] < 1
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{where(path, 1 + i)}: {what} {cols[col][i]} is not positive (MovieLens ids start at 1)")
+    bad = (cols["rating"] < 1) | (cols["rating"] > 5)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{where(path, 1 + i)}: rating {frame['rating'].iloc[i].strip()} is outside 1..5")
     return Ratings(cols["user"], cols["item"], cols["rating"], cols["timestamp"], str(path), sha256_file(path))
+
+
+def _check_movielens_lines(path: Path) -> None:
+    """Exactly 4 tab-separated fields on every line, and a line end after the last one."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    data = path.read_bytes()
+    if not data:
+        raise DataError(f"{path}: empty file")
+    lines = data.split(b"\n")
+    cut = not data.endswith(b"\n")
+    if not cut:
+        lines.pop()  # the empty string after the final line end
+    fields = np.fromiter((line.count(b"\t") + 1 for line in lines), dtype=np.int64, count=len(lines))
+    blank = np.fromiter((not line.strip() for line in lines), dtype=bool, count=len(lines))
+    bad = blank | (fields != len(ML100K_COLUMNS))
+    if bad.any():
+        i = int(np.argmax(bad))
+        if cut and i == len(lines) - 1:
+            raise DataError(f"{where(path, 1 + i)}: the last line is cut short ({fields[i]} of 4 fields and no line end): "
+                            f"the file is incomplete; copy or download it again")
+        problem = "empty line" if blank[i] else f"{fields[i]} fields, expected 4 (user, item, rating, timestamp; tab-separated)"
+        raise DataError(f"{where(path, 1 + i)}: {problem}")
+    if cut:
+        raise DataError(f"{where(path, len(lines))}: the file ends without a line end, so its last line may be cut "
+                        f"short: the file is incomplete; copy or download it again")
 
 
 def read_ratings_csv(

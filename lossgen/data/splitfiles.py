@@ -33,14 +33,23 @@ def info_path(directory: Path, name: str) -> Path:
     return Path(directory) / f"{name}.info.json"
 
 
-def find_name(directory: Path) -> str:
-    """The NAME of the one `NAME.train.csv` in a directory."""
+def split_names(directory: Path) -> list[str]:
+    return sorted(p.name[: -len(".train.csv")] for p in Path(directory).glob("*.train.csv"))
+
+
+def find_name(directory: Path, name: str | None = None) -> str:
+    """The NAME of the one `NAME.train.csv` in a directory (or check that `name` is one of them)."""
     directory = Path(directory)
-    names = sorted(p.name[: -len(".train.csv")] for p in directory.glob("*.train.csv"))
+    names = split_names(directory)
     if not names:
         raise DataError(f"{directory}: no NAME.train.csv (a split directory holds NAME.train.csv, NAME.validation.csv, NAME.test.csv)")
+    if name is not None:
+        if name not in names:
+            raise DataError(f"{directory}: no split named {name!r} (no {name}.train.csv; the splits there: {', '.join(names)})")
+        return name
     if len(names) > 1:
-        raise DataError(f"{directory}: several splits ({', '.join(names)}); pass the name of one")
+        raise DataError(f"{directory}: several splits ({', '.join(names)}); choose one by giving the dataset as "
+                        f"{directory}:name=NAME")
     return names[0]
 
 
@@ -119,11 +128,25 @@ def read_raw_part(path: Path, allow_empty: bool = True) -> tuple[np.ndarray, np.
     return users, items, labels.astype(np.int8)
 
 
-def map_ids(path: Path, users: np.ndarray, items: np.ndarray, space: IdSpace, unknown: str = "error") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_raw_ids(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """uid and iid (int64, as written) of one split file, without its labels.
+
+    Only the two id columns are parsed and kept, so sizing an id space from the test file
+    (`unknown="extend"`) does not read its labels.
+    """
+    frame = read_text_table(path, "\t", allow_empty=True, usecols=("uid", "iid"))
+    require_columns(frame, path, {"user": "uid", "item": "iid"})
+    return (numeric_column(frame, "uid", path, integer=True, first_line=2),
+            numeric_column(frame, "iid", path, integer=True, first_line=2))
+
+
+def map_ids(path: Path, users: np.ndarray, items: np.ndarray, space: IdSpace, unknown: str = "error",
+            hint: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Contiguous ids for one file's rows, and the mask of rows kept.
 
-    An id outside the space is a `DataError` naming file, row and id; with `unknown="drop"` such
-    rows are dropped instead (for foreign splits whose validation/test mention ids train never saw).
+    An id outside the space is a `DataError` naming file, row and id (and ending with `hint`:
+    what the user can do about it); with `unknown="drop"` such rows are dropped instead (for
+    foreign splits whose validation/test mention ids train never saw).
     """
     if space.declared:
         u, i = users, items
@@ -139,6 +162,6 @@ def map_ids(path: Path, users: np.ndarray, items: np.ndarray, space: IdSpace, un
         row = int(np.argmax(bad))
         kind, value = ("uid", users[row]) if bad_u[row] else ("iid", items[row])
         scope = f"outside the declared id space [0, {space.n_users if kind == 'uid' else space.n_items})" if space.declared else "never seen in train"
-        raise DataError(f"{where(path, 2 + row)}: unknown {kind} {value} ({scope})")
+        raise DataError(f"{where(path, 2 + row)}: unknown {kind} {value} ({scope}){hint}")
     keep = ~bad
     return u[keep].astype(np.int64), i[keep].astype(np.int64), keep

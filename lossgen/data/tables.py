@@ -18,8 +18,12 @@ from lossgen.data.errors import DataError, where
 _NA_TEXT = {"", "nan", "NaN", "NAN", "na", "NA", "N/A", "null", "NULL", "None"}
 
 
-def read_text_table(path: Path, sep: str, names: list[str] | None = None, allow_empty: bool = False) -> pd.DataFrame:
+def read_text_table(path: Path, sep: str, names: list[str] | None = None, allow_empty: bool = False,
+                    usecols: tuple[str, ...] | None = None) -> pd.DataFrame:
     """All cells as strings; `names` for header-less files (then line 1 is data).
+
+    `usecols`: keep only these header columns (the others are never converted or kept; a
+    missing one is then reported by `require_columns`).
 
     `allow_empty`: a header with no rows is a valid (empty) table, as for a validation split
     where no user qualifies.
@@ -36,6 +40,7 @@ def read_text_table(path: Path, sep: str, names: list[str] | None = None, allow_
         frame = pd.read_csv(
             path, sep=sep, header=None if names else 0, names=names, dtype=str,
             keep_default_na=False, na_filter=False, quoting=csv.QUOTE_MINIMAL, engine="c",
+            usecols=None if usecols is None else (lambda c: str(c).strip() in usecols),
         )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file") from None

@@ -50,15 +50,39 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
     return tokens
 
 
+# Bounds on what a formula may hold, so that every printer, lowering and kernel stays well inside
+# Python's recursion limit (the recursive-descent parser and the tree walks recurse once per level).
+MAX_DEPTH = 64  # nesting: parentheses, function calls and unary minus
+MAX_OPS = 256  # op nodes of the tree (a program's steps are at most this many)
+
+
+def _quoted(text: str, limit: int = 60) -> str:
+    """The formula as error messages show it: repr, cut in the middle when long."""
+    return repr(text) if len(text) <= limit else repr(text[: limit // 2] + " ... " + text[-limit // 2:])
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.ops = 0
 
     def error(self, message: str) -> FormulaError:
         pos = self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text)
-        return FormulaError(f"{message} at position {pos} in {self.text!r}")
+        return FormulaError(f"{message} at position {pos} in {_quoted(self.text)}")
+
+    def node(self, op: Op, *children: Expr) -> Expr:
+        self.ops += 1
+        if self.ops > MAX_OPS:
+            raise self.error(f"formula has more than {MAX_OPS} operations")
+        return Expr.apply(op, *children)
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"formula is nested more than {MAX_DEPTH} levels deep")
 
     def peek(self) -> str | None:
         return self.tokens[self.i][1] if self.i < len(self.tokens) else None
@@ -83,7 +107,7 @@ class _Parser:
         while self.peek() in ("+", "-"):
             sym = self.take()
             right = self.product()
-            e = Expr.apply(Op.ADD, e, right if sym == "+" else Expr.apply(Op.NEG, right))
+            e = self.node(Op.ADD, e, right if sym == "+" else self.node(Op.NEG, right))
         return e
 
     def product(self) -> Expr:
@@ -92,17 +116,20 @@ class _Parser:
             sym = self.take()
             right = self.unary()
             if sym == "*":
-                e = Expr.apply(Op.MUL, e, right)
+                e = self.node(Op.MUL, e, right)
             elif e == Expr.terminal(2):  # literal 1 / x
-                e = Expr.apply(Op.RECIPROCAL, right)
+                e = self.node(Op.RECIPROCAL, right)
             else:
-                e = Expr.apply(Op.MUL, e, Expr.apply(Op.RECIPROCAL, right))
+                e = self.node(Op.MUL, e, self.node(Op.RECIPROCAL, right))
         return e
 
     def unary(self) -> Expr:
         if self.peek() == "-":
             self.take()
-            return Expr.apply(Op.NEG, self.unary())
+            self.enter()
+            e = self.node(Op.NEG, self.unary())
+            self.depth -= 1
+            return e
         return self.power()
 
     def power(self) -> Expr:
@@ -112,7 +139,7 @@ class _Parser:
             if self.peek() != "2":
                 raise self.error("only the exponent 2 (Square) is supported")
             self.take()
-            e = Expr.apply(Op.SQUARE, e)
+            e = self.node(Op.SQUARE, e)
         return e
 
     def atom(self) -> Expr:
@@ -122,8 +149,10 @@ class _Parser:
         kind = self.tokens[self.i][0]
         if tok == "(":
             self.take()
+            self.enter()
             e = self.sum()
             self.take(")")
+            self.depth -= 1
             return e
         if kind == "number":
             if float(tok) != 1.0:
@@ -143,14 +172,16 @@ class _Parser:
             op = _FUNCTIONS[name]
             self.take()
             self.take("(")
+            self.enter()
             args = [self.sum()]
             while self.peek() == ",":
                 self.take()
                 args.append(self.sum())
             self.take(")")
+            self.depth -= 1
             if len(args) != op.arity:
                 raise self.error(f"{name} takes {op.arity} argument(s), got {len(args)}")
-            return Expr.apply(op, *args)
+            return self.node(op, *args)
         raise self.error(f"unexpected {tok!r}")
 
 
@@ -165,7 +196,7 @@ def parse(text: str, max_steps: int | None = None) -> Program:
     try:
         program = lower(expr)
     except ValueError as err:
-        raise FormulaError(f"{err} in {text!r}") from None
+        raise FormulaError(f"{err} in {_quoted(text)}") from None
     if max_steps is not None and len(program) > max_steps:
-        raise FormulaError(f"{text!r} needs {len(program)} steps, more than max_steps={max_steps}")
+        raise FormulaError(f"{_quoted(text)} needs {len(program)} steps, more than max_steps={max_steps}")
     return program

@@ -33,6 +33,7 @@ class CheckResult:
     passed: list[bool]
     threshold: float
     pairs: int
+    zero_shares: list[float]  # share of pairs where d loss / d y_hat is exactly 0 (1.0: a flat loss)
 
 
 def synthesized_pairs(n: int = DEFAULT_PAIRS, seed: int = DEFAULT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,19 +47,28 @@ def synthesized_pairs(n: int = DEFAULT_PAIRS, seed: int = DEFAULT_SEED) -> tuple
     return y_hat, y
 
 
-def positive_rates(programs: Sequence[Program] | torch.Tensor, clamp="paper", pairs: int = DEFAULT_PAIRS,
-                   seed: int = DEFAULT_SEED) -> torch.Tensor:
-    """Share of pairs whose d loss / d y_hat has the right sign, per candidate (float64 [K])."""
+def _gradients(programs: Sequence[Program] | torch.Tensor, clamp, pairs: int, seed: int):
     prog = programs if isinstance(programs, torch.Tensor) else batch(list(programs))
     y_hat, y = synthesized_pairs(pairs, seed)
     _, grads = kernels.evaluate(prog, y_hat, y, clamp)
+    return grads, y
+
+
+def positive_rates(programs: Sequence[Program] | torch.Tensor, clamp="paper", pairs: int = DEFAULT_PAIRS,
+                   seed: int = DEFAULT_SEED) -> torch.Tensor:
+    """Share of pairs whose d loss / d y_hat has the right sign, per candidate (float64 [K])."""
+    grads, y = _gradients(programs, clamp, pairs, seed)
     right = torch.where(y == 0, grads >= 0, grads <= 0)
     return right.double().mean(dim=1)
 
 
 def validation_check(programs: Sequence[Program] | torch.Tensor, clamp="paper", threshold: float = DEFAULT_THRESHOLD,
                      pairs: int = DEFAULT_PAIRS, seed: int = DEFAULT_SEED) -> CheckResult:
+    """The paper's check (a zero gradient counts as the right sign), with the share of pairs where
+    the gradient is zero beside it, so that flat and one-sided losses can be told apart."""
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    rates = positive_rates(programs, clamp, pairs, seed).tolist()
-    return CheckResult(rates, [r >= threshold for r in rates], threshold, pairs)
+    grads, y = _gradients(programs, clamp, pairs, seed)
+    rates = torch.where(y == 0, grads >= 0, grads <= 0).double().mean(dim=1).tolist()
+    zero = (grads == 0).double().mean(dim=1).tolist()
+    return CheckResult(rates, [r >= threshold for r in rates], threshold, pairs, zero)

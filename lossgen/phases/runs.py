@@ -74,10 +74,10 @@ def evaluate_run(store: RunStore, dataset: Dataset, top: int = Phase3Settings.to
                  "test": r.test, "test_mean": r.mean(metric), "test_std": r.std(metric), "epochs": r.epochs,
                  "vs_reference": r.vs_reference}
         summary.append(entry)
-    store.set_phase3({e["candidate"]: e for e in summary if e["candidate"] is not None})
-    store.set_meta("phase3", {"metric": metric, "reference": result.reference, "results": summary,
-                              "seeds": list(config.seeds), "max_epochs": config.max_epochs, "top": top,
-                              "baselines": baselines, "budget": budget})
+    store.set_phase3({e["candidate"]: e for e in summary if e["candidate"] is not None},  # one transaction
+                     {"metric": metric, "reference": result.reference, "results": summary,
+                      "seeds": list(config.seeds), "max_epochs": config.max_epochs, "top": top,
+                      "baselines": baselines, "budget": budget})
     return result
 
 

@@ -9,6 +9,7 @@ trains and for how long.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 
@@ -49,6 +50,10 @@ class SearchConfig:
     train: TrainConfig = TrainConfig()
 
     def check(self) -> None:
+        for name in ("delta", "eta", "zero_reward"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name.replace('_', '-')} must be a finite number, got {value}")
         if self.per_round < 1:
             raise ValueError(f"per_round must be at least 1, got {self.per_round}")
         if self.proxy_batch is not None and self.proxy_batch < 1:
@@ -102,6 +107,8 @@ class SearchLimits:
         if all(v is None for v in values.values()):
             raise ValueError("no stopping rule: give a budget, max_sampled, time_limit, max_rounds or patience")
         for name, v in values.items():
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v}")
             if v is not None and v <= 0:
                 raise ValueError(f"{name} must be positive, got {v}")
 

@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from lossgen.util.atomic import write_text_atomic
+from lossgen.util.atomic import ensure_dir, write_text_atomic
 from lossgen.ir.formula import to_infix
 from lossgen.training.losses import LossKind
 from lossgen.training.metrics import TASK_METRICS
@@ -79,7 +79,7 @@ def to_json(result: EffectivenessResult, extra: dict | None = None) -> str:
 
 
 def write_all(result: EffectivenessResult, out: Path, extra: dict | None = None) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)  # WriteError (an OSError) names what prevents it
     files = {"effectiveness.md": markdown(result), "effectiveness.csv": to_csv(result),
              "effectiveness.json": to_json(result, extra)}
     for name, text in files.items():

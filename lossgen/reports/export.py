@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lossgen
-from lossgen.util.atomic import write_text_atomic
+from lossgen.util.atomic import file_in_the_way, write_text_atomic
 from lossgen.ir.formula import to_infix, to_latex
 from lossgen.ir.opset import CLAMP_BOUNDS, EXP_INPUT_MAX, N_INPUT_SLOTS, XI, Clamp, Op, parse_clamp
 from lossgen.ir.programs import Program
@@ -231,7 +231,7 @@ def load_candidate(run_dir: Path, candidate_id: str) -> Candidate:
     """The candidate of a run directory whose id is `candidate_id` or starts with it (a unique
     prefix). ValueError names the problem: no run there, unknown or ambiguous id, bad program."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if not run_dir.is_dir() and file_in_the_way(run_dir) is None:  # a file in the way: RunStore names it
         raise ValueError(f"run directory {run_dir} does not exist")
     store = RunStore.open_readonly(run_dir)
     try:

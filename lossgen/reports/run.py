@@ -30,7 +30,7 @@ from lossgen.reports.markdown import cell as _cell, code as _code, is_number as 
 from lossgen.reports.plots import figure as _figure, integer_ticks as _integer_ticks, png as _png
 from lossgen.runs import CandidateRecord, RunSnapshot, RunStore
 from lossgen.runs.records import COLUMNS
-from lossgen.util.atomic import write_bytes_atomic, write_text_atomic
+from lossgen.util.atomic import check_writable_dir, write_bytes_atomic, write_text_atomic
 
 METRIC_NAMES = {"auc": "AUC", "rmse": "RMSE"}
 LOWER_IS_BETTER = {"rmse", "mae"}
@@ -354,6 +354,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, top: in
     """Write the plots, candidates.csv and report.md; returns the paths written, in that order."""
     run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.path / "report"
+    check_writable_dir(out)  # WriteError (an OSError) before any drawing: a file in the way, read-only media
     written: dict[str, bool] = {}
     paths = []
     for name, (draw, _) in PLOTS.items():

@@ -4,7 +4,7 @@ run.db."""
 
 from lossgen.runs.records import (CandidateRecord, CandidateState, RoundRecord, RunSnapshot, best_passing,
                                   distinct_evaluated)
-from lossgen.runs.store import Checkpoint, RunError, RunStore, config_differences
+from lossgen.runs.store import Checkpoint, RunError, RunStore, RunWarning, config_differences
 
-__all__ = ["RunStore", "RunError", "Checkpoint", "config_differences", "CandidateRecord", "CandidateState",
+__all__ = ["RunStore", "RunError", "RunWarning", "Checkpoint", "config_differences", "CandidateRecord", "CandidateState",
            "RoundRecord", "RunSnapshot", "best_passing", "distinct_evaluated"]

@@ -8,6 +8,7 @@ A run directory holds
                            It is written only in the rounds where the recommender changes: most
                            rounds of a long search move nothing, and the recommender is the bulk
                            of a checkpoint (its size grows with the user and item tables)
+    .lock                  the lock of the process writing the run, and who that is (lossgen.runs.lock)
 
 Crash safety rests on one commit point per round. `commit_round` first writes the round's
 checkpoint atomically (temp file + fsync + rename), then inserts the round's candidates and its
@@ -15,13 +16,23 @@ round row in a single SQLite transaction. A kill before that transaction leaves 
 round as the last completed one, and its checkpoint is still on disk (the last `keep` are kept,
 with the model files they name), so a resumed run redoes the interrupted round from the same
 state: nothing recorded is lost and no completed round is repeated.
+
+Faults (docs/pipeline.md, "Run directory faults"): a writing store holds the directory's lock
+(lossgen.runs.lock); a read-only directory is refused for writing and read through an immutable
+SQLite connection; a failed write (disk full, file size limit) leaves the last completed round
+intact and no partial file; an unreadable newest checkpoint falls back to the previous kept one,
+rolling the database back by that round in one transaction; checkpoints without their database
+are refused, never overwritten.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import sqlite3
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -30,7 +41,9 @@ import torch
 
 from lossgen.runs.records import (COLUMNS, EVALUATED_STATES, CandidateRecord, CandidateState, RoundRecord,
                                   RunSnapshot, best_passing, distinct_evaluated)
-from lossgen.util.atomic import write_bytes_atomic, write_text_atomic
+from lossgen.runs import lock
+from lossgen.util.atomic import (WriteError, describe, file_in_the_way, read_only_reason, write_bytes_atomic,
+                                 write_text_atomic)
 
 SCHEMA_VERSION = 2
 
@@ -72,6 +85,17 @@ class RunError(ValueError):
     """A run directory that cannot be used as asked; the message names the problem."""
 
 
+class RunWarning(UserWarning):
+    """Something was repaired on opening a run (a fallback to an older checkpoint); one line."""
+
+
+class _Unreadable(RunError):
+    """A checkpoint or model file that cannot be used; the message names it (without the run)."""
+
+
+_ROUND_FILE = re.compile(r"round-(\d+)\.pt")
+
+
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested configs."""
     keys = sorted(set(old) | set(new))
@@ -98,6 +122,7 @@ class RunStore:
     def __init__(self, path: Path, config: dict, db: sqlite3.Connection, keep: int):
         self.path, self.config, self.db, self.keep = path, config, db, keep
         self.readonly = False
+        self._lock_key: str | None = None  # this store's hold on the directory's lock (writers only)
         self._model_file: str | None = None  # the model file named by this session's checkpoints
         self._model_of: dict[int, str] = {}  # round -> model file, for the rounds committed this session
 
@@ -105,51 +130,85 @@ class RunStore:
 
     @staticmethod
     def open_or_create(path: str | Path, config: dict, keep: int = 2) -> "RunStore":
-        """Create a new run, or reopen an existing one whose config equals `config`."""
+        """Create a new run, or reopen an existing one whose config equals `config`. The store
+        holds the directory's lock until `close` (another process gets a RunError naming it)."""
         path = Path(path)
         config = json.loads(json.dumps(config))  # normalise (tuples -> lists) as it is stored
         config_file = path / "config.json"
+        _check_run_path(path)
         if config_file.exists():
             stored = _read_config(path, need_db=False)
             diffs = config_differences(stored, config)
             if diffs:
                 raise RunError(f"run directory {path} was created with a different config: {', '.join(diffs)} differ")
-        elif path.exists() and any(path.iterdir()):
+            _check_writable_run(path)
+        elif path.exists() and any(p.name != lock.LOCK_FILE for p in path.iterdir()):
             raise RunError(f"{path} is not empty and is not a lossgen run directory (no config.json)")
         else:
-            path.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (path / "checkpoints").mkdir(exist_ok=True)
+            existing = next(p for p in [path, *path.parents] if p.exists())
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise RunError(f"cannot create run directory {path}: {existing} is {read_only_reason(existing)}")
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise RunError(f"cannot create run directory {path}: {err.strerror or err}") from None
+        _refuse_lost_database(path, None)  # before the lock: a refused directory gains no lock file
+        key = _lock(path)
         try:
-            db = sqlite3.connect(path / "run.db", isolation_level=None)  # explicit transactions below
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-            version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if version is None:
-                db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(version[0]) != SCHEMA_VERSION:
-                raise RunError(f"run directory {path} has schema {version[0]}, this lossgen reads {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as err:
-            raise RunError(f"corrupted run directory {path}: run.db is unreadable ({err})") from None
-        return RunStore(path, config, db, keep)
+            if config_file.exists():  # again, under the lock: another process may have created the run since
+                diffs = config_differences(_read_config(path, need_db=False), config)
+                if diffs:
+                    raise RunError(f"run directory {path} was created with a different config: {', '.join(diffs)} differ")
+            else:
+                write_text_atomic(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
+            (path / "checkpoints").mkdir(exist_ok=True)
+            _refuse_lost_database(path, None)
+            db = _connect(path)
+            _refuse_lost_database(path, db)
+        except OSError as err:
+            lock.release(key)
+            raise RunError(f"{_write_failure(err.filename or path, err)}: nothing was recorded") from None
+        except BaseException:
+            lock.release(key)
+            raise
+        store = RunStore(path, config, db, keep)
+        store._lock_key = key
+        return store
 
     @staticmethod
     def open_existing(path: str | Path) -> "RunStore":
         """Reopen a run directory with the config it was created with, to write to it."""
         path = Path(path)
+        _check_run_path(path)
         return RunStore.open_or_create(path, _read_config(path))
 
     @staticmethod
     def open_readonly(path: str | Path) -> "RunStore":
         """Open a run directory to read it, changing nothing (reports, export, comparisons): a
-        read-only SQLite connection, no directory or schema created. Writes raise RunError."""
+        read-only SQLite connection, no directory, schema or lock file created; it works on
+        read-only media (an immutable connection when the directory cannot be written). Writes
+        raise RunError."""
         path = Path(path)
+        _check_run_path(path)
         config = _read_config(path)
+        uri = (path / "run.db").resolve().as_uri()
         try:
-            db = sqlite3.connect(f"{(path / 'run.db').resolve().as_uri()}?mode=ro", uri=True, timeout=10.0,
-                                 isolation_level=None)
-            db.execute("SELECT 1 FROM candidates LIMIT 1")
+            try:
+                db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=10.0, isolation_level=None)
+                db.execute("SELECT 1 FROM candidates LIMIT 1")
+            except sqlite3.OperationalError:
+                if os.access(path, os.W_OK | os.X_OK):
+                    raise
+                # Read-only media: a WAL database's reader needs its -shm file, which cannot be
+                # created here. Nothing can write to the run either, so it can be read as immutable,
+                # unless committed rounds still sit in run.db-wal (only a writer can fold them in).
+                wal = path / "run.db-wal"
+                if wal.exists() and wal.stat().st_size > 0:
+                    raise RunError(f"run directory {path} is {read_only_reason(path)} and run.db has changes in "
+                                   f"run.db-wal that only a writable copy can read: copy the run directory to "
+                                   f"writable storage") from None
+                db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=10.0, isolation_level=None)
+                db.execute("SELECT 1 FROM candidates LIMIT 1")
         except sqlite3.Error as err:
             raise RunError(f"corrupted run directory {path}: run.db is unreadable ({err})") from None
         store = RunStore(path, config, db, keep=0)
@@ -158,6 +217,8 @@ class RunStore:
 
     def close(self) -> None:
         self.db.close()
+        lock.release(self._lock_key)
+        self._lock_key = None
 
     # ------------------------------------------------------------------ rounds
 
@@ -182,24 +243,45 @@ class RunStore:
             if c.round != round_:
                 raise RunError(f"candidate {c.id} belongs to round {c.round}, not {round_}")
             rows.append(tuple(_encode(v) for v in c.columns().values()))
-        if model is not None:
-            self._model_file = f"model-{round_:06d}.pt"
-            write_bytes_atomic(self.path / "checkpoints" / self._model_file, _serialize(model))
-        if self._model_file is not None:
-            state = {**state, "model_file": self._model_file}
-        write_bytes_atomic(self._checkpoint_path(round_), _serialize({"round": round_, "state": state}))
-        self.db.execute("BEGIN IMMEDIATE")
+        last = self.last_round()
+        written: list[Path] = []  # removed again if the round cannot be recorded
+        previous_model = self._model_file
         try:
-            self.db.execute("INSERT INTO rounds VALUES (?, ?, ?)", (round_, finished_at, json.dumps(info)))
-            self.db.executemany(f"INSERT INTO candidates ({', '.join(CANDIDATE_FIELDS)}) "
-                                f"VALUES ({', '.join('?' * len(CANDIDATE_FIELDS))})", rows)
-            self.db.execute("COMMIT")
+            if model is not None:
+                self._model_file = f"model-{round_:06d}.pt"
+                target = self.path / "checkpoints" / self._model_file
+                if not target.exists():
+                    written.append(target)
+                write_bytes_atomic(target, _serialize(model))
+            if self._model_file is not None:
+                state = {**state, "model_file": self._model_file}
+            written.append(self._checkpoint_path(round_))
+            write_bytes_atomic(self._checkpoint_path(round_), _serialize({"round": round_, "state": state}))
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("INSERT INTO rounds VALUES (?, ?, ?)", (round_, finished_at, json.dumps(info)))
+                self.db.executemany(f"INSERT INTO candidates ({', '.join(CANDIDATE_FIELDS)}) "
+                                    f"VALUES ({', '.join('?' * len(CANDIDATE_FIELDS))})", rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                _rollback(self.db)
+                raise
+        except (OSError, sqlite3.Error) as err:
+            self._model_file = previous_model
+            for path in written:
+                path.unlink(missing_ok=True)
+            what = err.filename if isinstance(err, OSError) and err.filename else self.path / "run.db"
+            kept = f"the run keeps its last completed round ({last})" if last >= 0 else "no round was completed yet"
+            raise RunError(f"{_write_failure(what, err)}: {kept}, and the same command resumes it") from None
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._model_file = previous_model
             raise
         if self._model_file is not None:
             self._model_of[round_] = self._model_file
-        self._remove_old_checkpoints()
+        try:
+            self._remove_old_checkpoints()
+        except OSError:  # the round is recorded; old files go next time
+            pass
 
     def _remove_old_checkpoints(self) -> None:
         """Keep the last `keep` round checkpoints and the model files they name. Model files only
@@ -219,24 +301,89 @@ class RunStore:
                 old.unlink(missing_ok=True)
 
     def load_checkpoint(self) -> Checkpoint | None:
-        """The state after the last completed round (None before the first)."""
+        """The state after the last completed round (None before the first).
+
+        When that round's checkpoint (or the model file it names) cannot be read, the previous
+        kept checkpoint is used if it can be, and the database is rolled back by the last round in
+        one transaction (the resumed run redoes that round from the same state), with a RunWarning.
+        Otherwise RunError names the unreadable file."""
         last = self.last_round()
         if last < 0:
             return None
-        path = self._checkpoint_path(last)
+        try:
+            return self._read_checkpoint(last)
+        except _Unreadable as err:
+            problem = f"corrupted run directory {self.path}: {err}"
+        previous = self._checkpoint_path(last - 1)
+        if last == 0 or not previous.exists():
+            raise RunError(f"{problem}; no earlier checkpoint is kept to fall back to: restore the file, or move "
+                           f"the run directory away and start over") from None
+        if self.readonly:
+            raise RunError(f"{problem}; opened read-only, so it cannot fall back to round {last - 1}") from None
+        try:
+            checkpoint = self._read_checkpoint(last - 1)
+        except _Unreadable as err:
+            raise RunError(f"{problem}, and so is the previous one: {err}; restore one of them, or move the run "
+                           f"directory away and start over") from None
+        used = self._phase3_candidates(last)
+        if used:
+            raise RunError(f"{problem}; round {last} cannot be rolled back because Phase III results use its "
+                           f"candidate {used[0]}: restore the file") from None
+        self._drop_round(last)
+        self._checkpoint_path(last).unlink(missing_ok=True)
+        warnings.warn(f"{problem}; fell back to the checkpoint of round {last - 1} and removed round {last} from "
+                      f"run.db: the search redoes it", RunWarning, stacklevel=2)
+        return checkpoint
+
+    def _read_checkpoint(self, round_: int) -> Checkpoint:
+        """Checkpoint `round_` with its model; RunError names the file on any problem (missing,
+        truncated, random bytes, text, another round's state)."""
+        path = self._checkpoint_path(round_)
+        name = f"checkpoints/{path.name}"
         try:
             data = torch.load(path, weights_only=False)
-        except (OSError, RuntimeError, EOFError) as err:
-            raise RunError(f"corrupted run directory {self.path}: checkpoint of round {last} is unreadable ({err})") from None
+        except Exception as err:  # torch.load raises anything pickle can: UnpicklingError, ValueError, ...
+            raise _Unreadable(f"checkpoint {name} of round {round_} is unreadable ({_short(err)})") from None
+        if not (isinstance(data, dict) and isinstance(data.get("state"), dict) and data.get("round") == round_):
+            raise _Unreadable(f"checkpoint {name} is not the state after round {round_}")
         state = data["state"]
         if "model_file" in state:  # the recommender lives in its own file
+            model_name = state["model_file"]
             try:
-                model = torch.load(path.parent / state["model_file"], weights_only=False)
-            except (OSError, RuntimeError, EOFError) as err:
-                raise RunError(f"corrupted run directory {self.path}: model file {state['model_file']} of round "
-                               f"{last} is unreadable ({err})") from None
+                model = torch.load(path.parent / str(model_name), weights_only=False)
+            except Exception as err:
+                raise _Unreadable(f"model file {model_name} of round {round_} is unreadable ({_short(err)})") from None
             state = {**{k: v for k, v in state.items() if k != "model_file"}, "model": model}
-        return Checkpoint(int(data["round"]), state)
+        return Checkpoint(round_, state)
+
+    def _phase3_candidates(self, round_: int) -> list[str]:
+        """Candidates of round `round_` that recorded Phase III results refer to."""
+        ids = {r[0] for r in self.db.execute("SELECT id FROM candidates WHERE round = ? AND phase3 IS NOT NULL",
+                                             (round_,))}
+        phase3 = self.get_meta("phase3") or {}
+        results = phase3.get("results") if isinstance(phase3, dict) else None
+        for entry in results if isinstance(results, list) else []:
+            if isinstance(entry, dict) and entry.get("candidate") is not None:
+                found = self.db.execute("SELECT 1 FROM candidates WHERE id = ? AND round = ?",
+                                        (entry["candidate"], round_)).fetchone()
+                if found:
+                    ids.add(entry["candidate"])
+        return sorted(ids)
+
+    def _drop_round(self, round_: int) -> None:
+        """Remove the last round's rows in one transaction (the fallback to an older checkpoint)."""
+        self._writable()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("DELETE FROM candidates WHERE round = ?", (round_,))
+                self.db.execute("DELETE FROM rounds WHERE round = ?", (round_,))
+                self.db.execute("COMMIT")
+            except BaseException:
+                _rollback(self.db)
+                raise
+        except sqlite3.Error as err:
+            raise RunError(f"{_write_failure(self.path / 'run.db', err)} while rolling back round {round_}") from None
 
     # ------------------------------------------------------------------ queries and later phases
 
@@ -315,7 +462,10 @@ class RunStore:
     def set_meta(self, key: str, value: Any) -> None:
         """Store a JSON value under `key` (run-level facts: limits used, initial metrics, phase results)."""
         self._writable()
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        try:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        except sqlite3.Error as err:
+            raise RunError(f"{_write_failure(self.path / 'run.db', err)}: {key} was not recorded") from None
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -324,27 +474,147 @@ class RunStore:
     def set_phase2(self, rates: dict[str, float]) -> None:
         self._update_many("phase2_rate", rates)
 
-    def set_phase3(self, results: dict[str, dict]) -> None:
-        self._update_many("phase3", {k: json.dumps(v) for k, v in results.items()})
+    def set_phase3(self, results: dict[str, dict], meta: Any = None) -> None:
+        """Phase III results per candidate and, when given, the run's summary (meta `phase3`), in
+        one transaction: an interrupted write leaves neither."""
+        extra = [] if meta is None else [("INSERT OR REPLACE INTO meta VALUES ('phase3', ?)", (json.dumps(meta),))]
+        self._update_many("phase3", {k: json.dumps(v) for k, v in results.items()}, extra)
 
-    def _update_many(self, column: str, values: dict[str, Any]) -> None:
+    def _update_many(self, column: str, values: dict[str, Any], extra: list[tuple[str, tuple]] = ()) -> None:
         self._writable()
-        self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.executemany(f"UPDATE candidates SET {column} = ? WHERE id = ?",
-                                [(v, k) for k, v in values.items()])
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(f"UPDATE candidates SET {column} = ? WHERE id = ?",
+                                    [(v, k) for k, v in values.items()])
+                for sql, params in extra:
+                    self.db.execute(sql, params)
+                self.db.execute("COMMIT")
+            except BaseException:
+                _rollback(self.db)
+                raise
+        except sqlite3.Error as err:
+            raise RunError(f"{_write_failure(self.path / 'run.db', err)}: the {column} results were not "
+                           f"recorded") from None
 
     def _writable(self) -> None:
         if self.readonly:
             raise RunError(f"run {self.path} was opened read-only")
 
 
+# ---------------------------------------------------------------------- opening and faults
+
+def _check_run_path(path: Path) -> None:
+    """A run directory path that is a file, or lies under one, is refused by name."""
+    blocker = file_in_the_way(path)
+    if blocker == path:
+        raise RunError(f"run directory {path} is a file, not a directory")
+    if blocker is not None:
+        raise RunError(f"run directory {path} cannot exist: {blocker} is a file, not a directory")
+
+
+def _check_writable_run(path: Path) -> None:
+    """An existing run this command would write to must be writable: say "read-only" otherwise
+    (reading it needs no write: reports and exports open it read-only)."""
+    for p in (path, path / "checkpoints", path / "run.db"):
+        if p.exists() and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
+            raise RunError(f"run directory {path} is {read_only_reason(p)}: this command writes to it; "
+                           f"reports and exports can still read it, with their output elsewhere")
+
+
+def _lock(path: Path) -> str | None:
+    try:
+        return lock.acquire(path)
+    except lock.LockedError as err:
+        raise RunError(str(err)) from None
+    except OSError as err:
+        raise RunError(f"cannot lock run directory {path}: {_write_failure(path / lock.LOCK_FILE, err)}") from None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path / "run.db", isolation_level=None)  # explicit transactions below
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if version is None:
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) != SCHEMA_VERSION:
+            raise RunError(f"run directory {path} has schema {version[0]}, this lossgen reads {SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as err:
+        if _is_full(err):
+            raise RunError(f"{_write_failure(path / 'run.db', err)}: nothing was changed") from None
+        raise RunError(f"corrupted run directory {path}: run.db is unreadable ({err})") from None
+    return db
+
+
+def _round_checkpoints(path: Path) -> list[int]:
+    """Rounds of the checkpoint files in `path`, ascending."""
+    folder = path / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _ROUND_FILE.fullmatch(p.name)))
+
+
+def _refuse_lost_database(path: Path, db: sqlite3.Connection | None) -> None:
+    """Checkpoints of rounds the database does not have mean it was removed, emptied or replaced:
+    starting over would delete them. (A checkpoint of the round after the last is normal: a kill
+    between writing it and the round's transaction.) Before connecting (db None), a missing or
+    empty run.db is checked, so SQLite creates nothing."""
+    rounds = _round_checkpoints(path)
+    if not rounds:
+        return
+    if db is None:
+        database = path / "run.db"
+        missing = not database.exists() or database.stat().st_size == 0
+        last = -1 if missing else None
+    else:
+        row = db.execute("SELECT MAX(round) FROM rounds").fetchone()
+        last = -1 if row[0] is None else int(row[0])
+    if last is None or rounds[-1] <= last + 1:
+        return
+    if db is not None:
+        db.close()
+    if last < 0:
+        raise RunError(f"run directory {path} has checkpoints (up to round {rounds[-1]}) but no run database "
+                       f"(run.db is missing or empty): refusing to start over; move it away or restore run.db")
+    raise RunError(f"run directory {path} has checkpoints up to round {rounds[-1]} but run.db ends at round {last} "
+                   f"(an older copy?): refusing to continue; restore the run's own run.db")
+
+
+def _is_full(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.Error) and ("full" in str(err) or "disk I/O error" in str(err))
+
+
+def _write_failure(what, err: BaseException) -> str:
+    """One line for a failed write: disk full / file too large / read-only / other."""
+    if isinstance(err, OSError):
+        if isinstance(err, WriteError):
+            return str(err)
+        return describe(what, err)
+    if _is_full(err):
+        return f"disk full or file too large while writing {what} ({err})"
+    if "readonly" in str(err):
+        return f"cannot write {what}: read-only ({err})"
+    return f"cannot write {what} ({err})"
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text[:200]}"
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:  # SQLite already rolled back (after a full disk, for one)
+        pass
+
+
 def _read_config(path: Path, need_db: bool = True) -> dict:
+    if need_db and (path / "config.json").is_file() and not (path / "run.db").is_file():
+        _refuse_lost_database(path, None)
     if not (path / "config.json").is_file() or (need_db and not (path / "run.db").is_file()):
         raise RunError(f"{path} is not a lossgen run directory (no config.json and run.db)")
     try:

@@ -4,6 +4,7 @@ population from the same recommender state")."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -26,6 +27,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose sgd or adam")
+        if not all(math.isfinite(v) for v in (self.lr, self.l2, self.adam_eps, *self.betas)):
+            raise ValueError(f"lr, l2, betas and adam_eps must be finite numbers, got lr={self.lr}, l2={self.l2}")
         if self.lr <= 0 or self.l2 < 0 or not 1 <= self.batch_size <= 256:
             raise ValueError("lr must be > 0, l2 >= 0 and batch_size in 1..256")
 
