@@ -31,7 +31,7 @@ class TorchBiasedMF(nn.Module):
 def batch_loss(spec: LossSpec, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean loss of a batch, differentiable with respect to the scores."""
     if spec.kind == LossKind.PROGRAM:
-        return kernels.program_loss([spec.program], torch.sigmoid(scores), labels, spec.clamp)[0]
+        return kernels.program_loss([spec.program], torch.sigmoid(scores), labels, spec.clamp, spec.eps)[0]
     return named_loss_torch(spec.kind, scores, labels, spec.eps).mean()
 
 

@@ -1,8 +1,9 @@
 // The operator math of lossgen: value and derivative of every op code, and the clamp modes.
 //
 // The one source of truth for the CPU and CUDA kernels (both include this header), so they
-// cannot drift apart. The rules mirror PyTorch autograd applied to lossgen/reference.py:
-//   * sign(x) and abs(x) have derivative 0 at x = 0, so Log, Reciprocal, Sqrt and Abs do too;
+// cannot drift apart. The rules mirror PyTorch autograd applied to lossgen/kernels/reference.py:
+//   * Log, Reciprocal and Sqrt come in two smoothings (template flag Smooth, see below);
+//   * abs(x) has derivative 0 at x = 0;
 //   * Max/Min split the derivative in half at ties;
 //   * Exp reads min(x, 80) so it never overflows;
 //   * clamping passes the derivative on the closed interval [lo, hi].
@@ -45,6 +46,9 @@ constexpr int kInputSlots = 3;   // y_hat, y, 1
 constexpr int kMaxSteps = 13;    // longest program the kernels take (DESIGN default is 7)
 constexpr int kMaxSlots = kInputSlots + kMaxSteps;
 constexpr float kXi = 1e-6f;
+// The "no per-candidate epsilon" marker of the evaluators' eps arguments: the paper's smoothing.
+// A real epsilon is always > 0 (the op layer refuses anything else).
+constexpr float kPaperEps = 0.0f;
 constexpr float kExpInputMax = 80.0f;
 
 LG_HD constexpr int op_arity(int op) { return op <= kMin ? 2 : 1; }
@@ -74,6 +78,19 @@ struct ClampBounds<kClampSymmetric> {
 // Written as two selects (not an int difference) so that CPU loops vectorize it.
 LG_HD float sign_of(float x) { return (x > 0.0f ? 1.0f : 0.0f) - (x < 0.0f ? 1.0f : 0.0f); }
 
+// Smoothing of Log, Reciprocal and Sqrt (f = log, 1/., sqrt), chosen by the template flag Smooth:
+//   * Smooth = false, the paper's: sign(x) * f(|x| + xi) with sign(0) = 0, so the value and the
+//     derivative at x = 0 are 0 (autograd of torch.sign and torch.abs);
+//   * Smooth = true, a candidate's epsilon e > 0: s(x) * f(|x| + e) with s(x) = +1 for x >= 0 and
+//     -1 for x < 0, so f(0) = f(e) (Reciprocal(0) = 1 / e, Log(0) = log(e)). |x| is x * s(x), whose
+//     derivative is s(x) (+1 at 0): the derivative is the one-sided limit from the right at 0,
+//     Log' = 1 / (|x| + e), Reciprocal' = -1 / (|x| + e)^2, Sqrt' = 1 / (2 sqrt(|x| + e)) everywhere.
+// e is ignored when Smooth is false. Other ops ignore both.
+LG_HD float sign_nonneg(float x) { return x >= 0.0f ? 1.0f : -1.0f; }
+
+// The ops whose value depends on the smoothing.
+LG_HD constexpr bool op_is_smoothed(int op) { return op == kLog || op == kReciprocal || op == kSqrt; }
+
 // Clamp v to the mode's bounds; the derivative survives only inside [lo, hi] (inclusive).
 template <int Mode>
 LG_HD void clamp_result(float& v, float& d) {
@@ -91,9 +108,12 @@ LG_HD float clamp_value(float v) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-// Unclamped value of op Op at (a, b). b is ignored by unary ops.
-template <int Op>
-LG_HD float op_value(float a, float b) {
+// Unclamped value of op Op at (a, b). b is ignored by unary ops; e only by Smooth Log/Reciprocal/Sqrt.
+template <int Op, bool Smooth = false>
+LG_HD float op_value(float a, float b, float e = kXi) {
+  if constexpr (Smooth && Op == kLog) return sign_nonneg(a) * logf(fabsf(a) + e);
+  if constexpr (Smooth && Op == kReciprocal) return sign_nonneg(a) / (fabsf(a) + e);
+  if constexpr (Smooth && Op == kSqrt) return sign_nonneg(a) * sqrtf(fabsf(a) + e);
   if constexpr (Op == kAdd) return a + b;
   if constexpr (Op == kMul) return a * b;
   if constexpr (Op == kMax) return a > b ? a : b;
@@ -113,9 +133,21 @@ LG_HD float op_value(float a, float b) {
 }
 
 // Unclamped value v and derivative d of op Op, given the operands and their derivatives.
-template <int Op>
-LG_HD void op_forward(float a, float da, float b, float db, float& v, float& d) {
-  if constexpr (Op == kAdd) {
+template <int Op, bool Smooth = false>
+LG_HD void op_forward(float a, float da, float b, float db, float& v, float& d, float e = kXi) {
+  if constexpr (Smooth && Op == kLog) {
+    const float den = fabsf(a) + e;
+    v = sign_nonneg(a) * logf(den);
+    d = da / den;
+  } else if constexpr (Smooth && Op == kReciprocal) {
+    const float den = fabsf(a) + e;
+    v = sign_nonneg(a) / den;
+    d = -da / (den * den);
+  } else if constexpr (Smooth && Op == kSqrt) {
+    const float r = sqrtf(fabsf(a) + e);
+    v = sign_nonneg(a) * r;
+    d = da / (2.0f * r);
+  } else if constexpr (Op == kAdd) {
     v = a + b;
     d = da + db;
   } else if constexpr (Op == kMul) {

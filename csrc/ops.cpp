@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <vector>
 
 #include "core/eval_cpu.h"
@@ -38,9 +39,13 @@ int for_each_block(const ProblemShape& s, Fn fn) {
   return status.load();
 }
 
+// The smoothing epsilon of candidate k: its own (host eps, > 0), or kPaperEps when eps is absent.
+float eps_of(const float* eps, int64_t k) { return eps == nullptr ? kPaperEps : eps[k]; }
+
 void evaluate_into(const ProblemShape& s, const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y,
-                   int64_t clamp, at::Tensor& values, at::Tensor& grads) {
+                   int64_t clamp, const std::optional<at::Tensor>& eps, at::Tensor& values, at::Tensor& grads) {
   const at::Tensor prog = checked_host_programs(programs);
+  const at::Tensor host_eps = checked_host_eps(eps, s, y_hat);
   const at::Tensor yh = y_hat.contiguous(), yy = y.contiguous();
   if (s.num_candidates == 0 || s.num_points == 0) return;
 
@@ -53,38 +58,42 @@ void evaluate_into(const ProblemShape& s, const at::Tensor& programs, const at::
   const int64_t y_stride = s.y_per_candidate ? s.num_points : 0;
   const int steps = static_cast<int>(s.num_steps);
   const int mode = static_cast<int>(clamp);
+  const float* e_ptr = host_eps.defined() ? host_eps.data_ptr<float>() : nullptr;
   const int status = for_each_block(s, [&](int64_t k, int64_t start, int n, int64_t) {
     const int64_t out = k * s.num_points + start;
     return cpu::eval_block(p + k * steps * 3, steps, mode, yh_ptr + k * yh_stride + start,
-                           y_ptr + k * y_stride + start, n, v_ptr + out, g_ptr + out);
+                           y_ptr + k * y_stride + start, n, v_ptr + out, g_ptr + out, eps_of(e_ptr, k));
   });
   TORCH_CHECK_VALUE(status == cpu::kBlockOk, bad_input_message(status));
 }
 
 std::tuple<at::Tensor, at::Tensor> evaluate_cpu(const at::Tensor& programs, const at::Tensor& y_hat,
-                                                const at::Tensor& y, int64_t clamp) {
+                                                const at::Tensor& y, int64_t clamp,
+                                                const std::optional<at::Tensor>& eps) {
   const ProblemShape s = check_shapes(programs, y_hat, y, clamp);
   at::Tensor values = at::empty({s.num_candidates, s.num_points}, y_hat.options());
   at::Tensor grads = at::empty({s.num_candidates, s.num_points}, y_hat.options());
-  evaluate_into(s, programs, y_hat, y, clamp, values, grads);
+  evaluate_into(s, programs, y_hat, y, clamp, eps, values, grads);
   return {values, grads};
 }
 
 // Writes into caller-provided outputs: a hot loop that reuses them allocates nothing (fresh
 // outputs of K x N floats cost page faults that can exceed the evaluation itself).
 void evaluate_out_cpu(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y, int64_t clamp,
-                      at::Tensor& values, at::Tensor& grads) {
+                      at::Tensor& values, at::Tensor& grads, const std::optional<at::Tensor>& eps) {
   const ProblemShape s = check_shapes(programs, y_hat, y, clamp);
   check_out(values, "values", s, y_hat);
   check_out(grads, "grads", s, y_hat);
-  evaluate_into(s, programs, y_hat, y, clamp, values, grads);
+  evaluate_into(s, programs, y_hat, y, clamp, eps, values, grads);
 }
 
 at::Tensor program_loss_cpu(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y,
-                            int64_t clamp) {
+                            int64_t clamp, const std::optional<at::Tensor>& eps) {
   const ProblemShape s = check_shapes(programs, y_hat, y, clamp);
   TORCH_CHECK_VALUE(s.num_points > 0, "program_loss needs at least one point (N >= 1)");
   const at::Tensor prog = checked_host_programs(programs);
+  const at::Tensor host_eps = checked_host_eps(eps, s, y_hat);
+  const float* e_ptr = host_eps.defined() ? host_eps.data_ptr<float>() : nullptr;
   const at::Tensor yh = y_hat.contiguous(), yy = y.contiguous();
   at::Tensor loss = at::empty({s.num_candidates}, y_hat.options());
   if (s.num_candidates == 0) return loss;
@@ -102,7 +111,7 @@ at::Tensor program_loss_cpu(const at::Tensor& programs, const at::Tensor& y_hat,
   const int mode = static_cast<int>(clamp);
   const int status = for_each_block(s, [&](int64_t k, int64_t start, int n, int64_t item) {
     return cpu::eval_block_sum(p + k * steps * 3, steps, mode, yh_ptr + k * yh_stride + start,
-                               y_ptr + k * y_stride + start, n, &partial[item]);
+                               y_ptr + k * y_stride + start, n, &partial[item], eps_of(e_ptr, k));
   });
   TORCH_CHECK_VALUE(status == cpu::kBlockOk, bad_input_message(status));
   float* out = loss.data_ptr<float>();
@@ -117,11 +126,14 @@ at::Tensor program_loss_cpu(const at::Tensor& programs, const at::Tensor& y_hat,
 }  // namespace
 }  // namespace lossgen
 
+// eps: the per-candidate smoothing epsilons, float32 [K] (absent: the paper's xi with sign(0) = 0).
+// It comes last (after the outputs of evaluate_out too), so calls written before it existed still bind.
 TORCH_LIBRARY(lossgen, m) {
-  m.def("evaluate(Tensor programs, Tensor y_hat, Tensor y, int clamp) -> (Tensor, Tensor)");
+  m.def("evaluate(Tensor programs, Tensor y_hat, Tensor y, int clamp, Tensor? eps=None) -> (Tensor, Tensor)");
   m.def(
-      "evaluate_out(Tensor programs, Tensor y_hat, Tensor y, int clamp, Tensor(a!) values, Tensor(b!) grads) -> ()");
-  m.def("program_loss(Tensor programs, Tensor y_hat, Tensor y, int clamp) -> Tensor");
+      "evaluate_out(Tensor programs, Tensor y_hat, Tensor y, int clamp, Tensor(a!) values, Tensor(b!) grads, "
+      "Tensor? eps=None) -> ()");
+  m.def("program_loss(Tensor programs, Tensor y_hat, Tensor y, int clamp, Tensor? eps=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(lossgen, CPU, m) {

@@ -4,6 +4,9 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <cmath>
+#include <optional>
+#include <sstream>
 #include <string>
 
 #include "core/program_check.h"
@@ -61,6 +64,30 @@ inline at::Tensor checked_host_programs(const at::Tensor& programs) {
   at::Tensor host = programs.to(at::kCPU).contiguous();
   const std::string problem = check_programs(host.data_ptr<int32_t>(), host.size(0), host.size(1));
   TORCH_CHECK_VALUE(problem.empty(), problem);
+  return host;
+}
+
+// Validates the optional per-candidate smoothing epsilons: float32 [K], on the CPU or y_hat's
+// device, every value finite and > 0. Returns them on the host (contiguous), or an undefined
+// tensor when eps is absent (the paper's smoothing: xi with sign(0) = 0).
+inline at::Tensor checked_host_eps(const std::optional<at::Tensor>& eps, const ProblemShape& s,
+                                   const at::Tensor& y_hat) {
+  if (!eps.has_value() || !eps->defined()) return at::Tensor();
+  const at::Tensor& e = *eps;
+  TORCH_CHECK_VALUE(e.scalar_type() == at::kFloat, "eps must be float32, got ", e.scalar_type());
+  TORCH_CHECK_VALUE(e.dim() == 1 && e.size(0) == s.num_candidates, "eps must have shape [K] = [", s.num_candidates,
+                    "], got ", e.sizes());
+  TORCH_CHECK_VALUE(e.device().is_cpu() || e.device() == y_hat.device(), "eps is on ", e.device(),
+                    " but y_hat is on ", y_hat.device());
+  at::Tensor host = e.to(at::kCPU).contiguous();
+  const float* v = host.data_ptr<float>();
+  for (int64_t k = 0; k < s.num_candidates; ++k) {
+    if (!(std::isfinite(v[k]) && v[k] > 0.0f)) {
+      std::ostringstream msg;
+      msg << "eps[" << k << "] = " << v[k] << ": the smoothing epsilon must be finite and > 0";
+      TORCH_CHECK_VALUE(false, msg.str());
+    }
+  }
   return host;
 }
 

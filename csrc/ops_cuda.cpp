@@ -4,6 +4,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <optional>
+
 #include "cuda/eval_cuda.cuh"
 #include "ops.h"
 
@@ -13,15 +15,18 @@ namespace {
 // Validates on the host, then returns the problem description with device pointers.
 struct PreparedProblem {
   cuda::Problem problem;
-  at::Tensor programs, y_hat, y, bad;  // kept alive for the launch
+  at::Tensor programs, y_hat, y, bad, eps;  // kept alive for the launch (eps undefined when absent)
 };
 
-PreparedProblem prepare(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y, int64_t clamp) {
+PreparedProblem prepare(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y, int64_t clamp,
+                        const std::optional<at::Tensor>& eps) {
   const ProblemShape s = check_shapes(programs, y_hat, y, clamp);
   TORCH_CHECK_VALUE(y_hat.is_cuda(), "y_hat must be a CUDA tensor here, got ", y_hat.device());
   const at::Tensor host = checked_host_programs(programs);
+  const at::Tensor host_eps = checked_host_eps(eps, s, y_hat);
   PreparedProblem out;
   out.programs = programs.is_cuda() ? programs.contiguous() : host.to(y_hat.device());
+  if (host_eps.defined()) out.eps = eps->is_cuda() ? eps->contiguous() : host_eps.to(y_hat.device());
   out.y_hat = y_hat.contiguous();
   out.y = y.contiguous();
   out.bad = at::zeros({1}, y_hat.options().dtype(at::kInt));
@@ -34,7 +39,8 @@ PreparedProblem prepare(const at::Tensor& programs, const at::Tensor& y_hat, con
                               out.y.data_ptr<float>(),
                               s.y_per_candidate ? s.num_points : 0,
                               s.num_points,
-                              out.bad.data_ptr<int>()};
+                              out.bad.data_ptr<int>(),
+                              out.eps.defined() ? out.eps.data_ptr<float>() : nullptr};
   return out;
 }
 
@@ -51,9 +57,10 @@ void launch_evaluate_checked(const PreparedProblem& prep, at::Tensor& values, at
 }
 
 std::tuple<at::Tensor, at::Tensor> evaluate_cuda(const at::Tensor& programs, const at::Tensor& y_hat,
-                                                 const at::Tensor& y, int64_t clamp) {
+                                                 const at::Tensor& y, int64_t clamp,
+                                                 const std::optional<at::Tensor>& eps) {
   const c10::cuda::CUDAGuard guard(y_hat.device());
-  PreparedProblem prep = prepare(programs, y_hat, y, clamp);
+  PreparedProblem prep = prepare(programs, y_hat, y, clamp, eps);
   const auto& p = prep.problem;
   at::Tensor values = at::empty({p.num_candidates, p.num_points}, y_hat.options());
   at::Tensor grads = at::empty({p.num_candidates, p.num_points}, y_hat.options());
@@ -62,19 +69,19 @@ std::tuple<at::Tensor, at::Tensor> evaluate_cuda(const at::Tensor& programs, con
 }
 
 void evaluate_out_cuda(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y, int64_t clamp,
-                       at::Tensor& values, at::Tensor& grads) {
+                       at::Tensor& values, at::Tensor& grads, const std::optional<at::Tensor>& eps) {
   const c10::cuda::CUDAGuard guard(y_hat.device());
   const ProblemShape s = check_shapes(programs, y_hat, y, clamp);
   check_out(values, "values", s, y_hat);
   check_out(grads, "grads", s, y_hat);
-  PreparedProblem prep = prepare(programs, y_hat, y, clamp);
+  PreparedProblem prep = prepare(programs, y_hat, y, clamp, eps);
   launch_evaluate_checked(prep, values, grads);
 }
 
 at::Tensor program_loss_cuda(const at::Tensor& programs, const at::Tensor& y_hat, const at::Tensor& y,
-                             int64_t clamp) {
+                             int64_t clamp, const std::optional<at::Tensor>& eps) {
   const c10::cuda::CUDAGuard guard(y_hat.device());
-  PreparedProblem prep = prepare(programs, y_hat, y, clamp);
+  PreparedProblem prep = prepare(programs, y_hat, y, clamp, eps);
   const auto& p = prep.problem;
   TORCH_CHECK_VALUE(p.num_points > 0, "program_loss needs at least one point (N >= 1)");
   if (p.num_candidates == 0) return at::empty({0}, y_hat.options());

@@ -85,6 +85,10 @@ at::Tensor mf_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor
   for (int64_t k = 0; k < t.k; ++k) {
     const int kind = kinds.data_ptr<int32_t>()[k];
     TORCH_CHECK_VALUE(kind >= 0 && kind < kNumLossKinds, "loss kind ", kind, " out of range");
+    // A program's epsilon: kPaperEps (0, the paper's smoothing) or its own, finite and > 0.
+    const float e = eps.data_ptr<float>()[k];
+    TORCH_CHECK_VALUE(kind != kLossProgram || e == kPaperEps || (std::isfinite(e) && e > 0.0f), "loss_eps[", k,
+                      "] = ", e, ": a program's smoothing epsilon must be finite and > 0 (0: the paper's smoothing)");
   }
   check_ids(users, t.users, "users");
   check_ids(items, t.items, "items");

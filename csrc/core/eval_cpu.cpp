@@ -43,55 +43,78 @@ bool all_finite(const float* __restrict x, int n) {
   return bad == 0;
 }
 
-template <int Op, int Mode>
+template <int Op, int Mode, bool Smooth>
 void step_with_grad(const float* __restrict va, const float* __restrict da, const float* __restrict vb,
-                    const float* __restrict db, float* __restrict vo, float* __restrict dout, int n) {
+                    const float* __restrict db, float* __restrict vo, float* __restrict dout, int n, float e) {
   for (int i = 0; i < n; ++i) {
     float v, d;
-    op_forward<Op>(va[i], da[i], vb[i], db[i], v, d);
+    op_forward<Op, Smooth>(va[i], da[i], vb[i], db[i], v, d, e);
     clamp_result<Mode>(v, d);
     vo[i] = v;
     dout[i] = d;
   }
 }
 
-template <int Op, int Mode>
-void step_value(const float* __restrict va, const float* __restrict vb, float* __restrict vo, int n) {
-  for (int i = 0; i < n; ++i) vo[i] = clamp_value<Mode>(op_value<Op>(va[i], vb[i]));
+template <int Op, int Mode, bool Smooth>
+void step_value(const float* __restrict va, const float* __restrict vb, float* __restrict vo, int n, float e) {
+  for (int i = 0; i < n; ++i) vo[i] = clamp_value<Mode>(op_value<Op, Smooth>(va[i], vb[i], e));
 }
 
-#define LG_FOR_EACH_OP(X) \
-  X(kAdd) X(kMul) X(kMax) X(kMin) X(kNeg) X(kIdentity) X(kLog) X(kSquare) X(kReciprocal) X(kSigmoid) X(kTanh) \
-  X(kRelu) X(kAbs) X(kSqrt) X(kExp)
+#define LG_FOR_EACH_PLAIN_OP(X) \
+  X(kAdd) X(kMul) X(kMax) X(kMin) X(kNeg) X(kIdentity) X(kSquare) X(kSigmoid) X(kTanh) X(kRelu) X(kAbs) X(kExp)
+#define LG_FOR_EACH_SMOOTHED_OP(X) X(kLog) X(kReciprocal) X(kSqrt)
 
+// e > 0: the candidate's epsilon (Smooth = true); e == kPaperEps: the paper's smoothing. Only Log,
+// Reciprocal and Sqrt get a second instantiation, and the paper path runs exactly the code it
+// always ran.
 template <int Mode>
 void dispatch_with_grad(int op, const float* va, const float* da, const float* vb, const float* db, float* vo,
-                        float* dout, int n) {
+                        float* dout, int n, float e) {
   switch (op) {
-#define LG_CASE(OP)                                                \
-  case OP:                                                         \
-    step_with_grad<OP, Mode>(va, da, vb, db, vo, dout, n); \
+#define LG_CASE(OP)                                                    \
+  case OP:                                                             \
+    step_with_grad<OP, Mode, false>(va, da, vb, db, vo, dout, n, kXi); \
     break;
-    LG_FOR_EACH_OP(LG_CASE)
+    LG_FOR_EACH_PLAIN_OP(LG_CASE)
+#undef LG_CASE
+#define LG_CASE(OP)                                                   \
+  case OP:                                                            \
+    if (e > 0.0f) {                                                   \
+      step_with_grad<OP, Mode, true>(va, da, vb, db, vo, dout, n, e); \
+    } else {                                                          \
+      step_with_grad<OP, Mode, false>(va, da, vb, db, vo, dout, n, kXi); \
+    }                                                                 \
+    break;
+    LG_FOR_EACH_SMOOTHED_OP(LG_CASE)
 #undef LG_CASE
   }
 }
 
 template <int Mode>
-void dispatch_value(int op, const float* va, const float* vb, float* vo, int n) {
+void dispatch_value(int op, const float* va, const float* vb, float* vo, int n, float e) {
   switch (op) {
-#define LG_CASE(OP)                         \
-  case OP:                                  \
-    step_value<OP, Mode>(va, vb, vo, n); \
+#define LG_CASE(OP)                                  \
+  case OP:                                           \
+    step_value<OP, Mode, false>(va, vb, vo, n, kXi); \
     break;
-    LG_FOR_EACH_OP(LG_CASE)
+    LG_FOR_EACH_PLAIN_OP(LG_CASE)
+#undef LG_CASE
+#define LG_CASE(OP)                                    \
+  case OP:                                             \
+    if (e > 0.0f) {                                    \
+      step_value<OP, Mode, true>(va, vb, vo, n, e);    \
+    } else {                                           \
+      step_value<OP, Mode, false>(va, vb, vo, n, kXi); \
+    }                                                  \
+    break;
+    LG_FOR_EACH_SMOOTHED_OP(LG_CASE)
 #undef LG_CASE
   }
 }
 
 template <int Mode>
 void run_with_grad(const int32_t* program, int num_steps, const float* y_hat, const float* y, int n, float* values,
-                   float* grads) {
+                   float* grads, float e) {
   alignas(64) float slot_v[kMaxSteps][kBlock];
   alignas(64) float slot_d[kMaxSteps][kBlock];
   const BlockConstants& c = constants();
@@ -109,10 +132,10 @@ void run_with_grad(const int32_t* program, int num_steps, const float* y_hat, co
     varies[kInputSlots + t] = varies[a] || varies[b];
     if (varies[kInputSlots + t]) {
       float* dout = last ? grads : slot_d[t];
-      dispatch_with_grad<Mode>(row[0], v[a], d[a], v[b], d[b], vo, dout, n);
+      dispatch_with_grad<Mode>(row[0], v[a], d[a], v[b], d[b], vo, dout, n, e);
       d[kInputSlots + t] = dout;
     } else {
-      dispatch_value<Mode>(row[0], v[a], v[b], vo, n);
+      dispatch_value<Mode>(row[0], v[a], v[b], vo, n, e);
       if (last) {
         for (int i = 0; i < n; ++i) grads[i] = 0.0f;
       }
@@ -123,14 +146,14 @@ void run_with_grad(const int32_t* program, int num_steps, const float* y_hat, co
 }
 
 template <int Mode>
-double run_sum(const int32_t* program, int num_steps, const float* y_hat, const float* y, int n) {
+double run_sum(const int32_t* program, int num_steps, const float* y_hat, const float* y, int n, float e) {
   alignas(64) float slot_v[kMaxSteps][kBlock];
   const float* v[kMaxSlots] = {y_hat, y, constants().ones};
   for (int t = 0; t < num_steps; ++t) {
     const int32_t* row = program + 3 * t;
     const int a = row[1];
     const int b = op_arity(row[0]) == 2 ? row[2] : a;
-    dispatch_value<Mode>(row[0], v[a], v[b], slot_v[t], n);
+    dispatch_value<Mode>(row[0], v[a], v[b], slot_v[t], n, e);
     v[kInputSlots + t] = slot_v[t];
   }
   // Eight independent double accumulators: one running sum would serialise on the add latency
@@ -151,36 +174,36 @@ double run_sum(const int32_t* program, int num_steps, const float* y_hat, const 
 }  // namespace
 
 int eval_block(const int32_t* program, int num_steps, int clamp, const float* y_hat, const float* y, int n,
-               float* values, float* grads) {
+               float* values, float* grads, float eps) {
   if (!all_finite(y_hat, n)) return kBadYHat;
   if (!all_finite(y, n)) return kBadY;
   switch (clamp) {
     case kClampPaper:
-      run_with_grad<kClampPaper>(program, num_steps, y_hat, y, n, values, grads);
+      run_with_grad<kClampPaper>(program, num_steps, y_hat, y, n, values, grads, eps);
       break;
     case kClampOfficial:
-      run_with_grad<kClampOfficial>(program, num_steps, y_hat, y, n, values, grads);
+      run_with_grad<kClampOfficial>(program, num_steps, y_hat, y, n, values, grads, eps);
       break;
     default:
-      run_with_grad<kClampSymmetric>(program, num_steps, y_hat, y, n, values, grads);
+      run_with_grad<kClampSymmetric>(program, num_steps, y_hat, y, n, values, grads, eps);
       break;
   }
   return kBlockOk;
 }
 
 int eval_block_sum(const int32_t* program, int num_steps, int clamp, const float* y_hat, const float* y, int n,
-                   double* sum) {
+                   double* sum, float eps) {
   if (!all_finite(y_hat, n)) return kBadYHat;
   if (!all_finite(y, n)) return kBadY;
   switch (clamp) {
     case kClampPaper:
-      *sum += run_sum<kClampPaper>(program, num_steps, y_hat, y, n);
+      *sum += run_sum<kClampPaper>(program, num_steps, y_hat, y, n, eps);
       break;
     case kClampOfficial:
-      *sum += run_sum<kClampOfficial>(program, num_steps, y_hat, y, n);
+      *sum += run_sum<kClampOfficial>(program, num_steps, y_hat, y, n, eps);
       break;
     default:
-      *sum += run_sum<kClampSymmetric>(program, num_steps, y_hat, y, n);
+      *sum += run_sum<kClampSymmetric>(program, num_steps, y_hat, y, n, eps);
       break;
   }
   return kBlockOk;

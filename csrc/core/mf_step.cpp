@@ -30,10 +30,9 @@ double score_gradients(const Params& p, const Loss& loss, const Batch& batch, fl
   for (int b = 0; b < n; ++b) y_hat[b] = sigmoid(score[b]);
   double total = 0.0;
   if (loss.kind == kLossProgram) {
-    if (cpu::eval_block(loss.program, loss.num_steps, loss.clamp, y_hat, batch.labels, n, values, d_y_hat) !=
-        cpu::kBlockOk) {
-      return std::numeric_limits<double>::quiet_NaN();
-    }
+    const int status =
+        cpu::eval_block(loss.program, loss.num_steps, loss.clamp, y_hat, batch.labels, n, values, d_y_hat, loss.eps);
+    if (status != cpu::kBlockOk) return std::numeric_limits<double>::quiet_NaN();
     for (int b = 0; b < n; ++b) {
       total += values[b];
       coef[b] = d_y_hat[b] * y_hat[b] * (1.0f - y_hat[b]);

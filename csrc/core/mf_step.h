@@ -35,7 +35,7 @@ struct Adam {
 // The candidate's loss: a named kind (csrc/named_losses.h) with epsilon, or a program.
 struct Loss {
   int kind;
-  float eps;
+  float eps;  // a named loss's epsilon; a program's smoothing epsilon (kPaperEps = 0: the paper's xi)
   const int32_t* program;  // [num_steps, 3], used when kind == kLossProgram
   int num_steps;
   int clamp;

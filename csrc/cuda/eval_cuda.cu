@@ -32,26 +32,28 @@ __device__ __forceinline__ void read_slot(const float (&v)[NS][PPT], const float
   }
 }
 
-template <int Op, int Mode, bool WithGrad, int PPT>
+template <int Op, int Mode, bool WithGrad, int PPT, bool Smooth = false>
 __device__ __forceinline__ void apply_op(const float (&va)[PPT], const float (&da)[PPT], const float (&vb)[PPT],
-                                         const float (&db)[PPT], float (&vo)[PPT], float (&dout)[PPT]) {
+                                         const float (&db)[PPT], float (&vo)[PPT], float (&dout)[PPT],
+                                         float e = kXi) {
 #pragma unroll
   for (int p = 0; p < PPT; ++p) {
     if constexpr (WithGrad) {
       float v, d;
-      op_forward<Op>(va[p], da[p], vb[p], db[p], v, d);
+      op_forward<Op, Smooth>(va[p], da[p], vb[p], db[p], v, d, e);
       clamp_result<Mode>(v, d);
       vo[p] = v;
       dout[p] = d;
     } else {
-      vo[p] = clamp_value<Mode>(op_value<Op>(va[p], vb[p]));
+      vo[p] = clamp_value<Mode>(op_value<Op, Smooth>(va[p], vb[p], e));
     }
   }
 }
 
 // Evaluates the block's program at PPT points per thread; NS = 3 + the longest L it handles.
+// e: the candidate's smoothing epsilon (> 0), or kPaperEps; the branch on it is uniform per block.
 template <int Mode, int NS, int PPT, bool WithGrad>
-__device__ __forceinline__ void eval_points(const int32_t* prog, int num_steps, float (&v)[NS][PPT],
+__device__ __forceinline__ void eval_points(const int32_t* prog, int num_steps, float e, float (&v)[NS][PPT],
                                             float (&d)[NS][PPT]) {
 #pragma unroll
   for (int t = 0; t < NS - kInputSlots; ++t) {
@@ -72,9 +74,18 @@ __device__ __forceinline__ void eval_points(const int32_t* prog, int num_steps, 
   case OP:                                                            \
     apply_op<OP, Mode, WithGrad, PPT>(va, da, vb, db, vo, dout); \
     break;
-        LG_CASE(kAdd) LG_CASE(kMul) LG_CASE(kMax) LG_CASE(kMin) LG_CASE(kNeg) LG_CASE(kIdentity) LG_CASE(kLog)
-        LG_CASE(kSquare) LG_CASE(kReciprocal) LG_CASE(kSigmoid) LG_CASE(kTanh) LG_CASE(kRelu) LG_CASE(kAbs)
-        LG_CASE(kSqrt) LG_CASE(kExp)
+        LG_CASE(kAdd) LG_CASE(kMul) LG_CASE(kMax) LG_CASE(kMin) LG_CASE(kNeg) LG_CASE(kIdentity)
+        LG_CASE(kSquare) LG_CASE(kSigmoid) LG_CASE(kTanh) LG_CASE(kRelu) LG_CASE(kAbs) LG_CASE(kExp)
+#undef LG_CASE
+#define LG_CASE(OP)                                                        \
+  case OP:                                                                 \
+    if (e > 0.0f) {                                                        \
+      apply_op<OP, Mode, WithGrad, PPT, true>(va, da, vb, db, vo, dout, e); \
+    } else {                                                               \
+      apply_op<OP, Mode, WithGrad, PPT>(va, da, vb, db, vo, dout);         \
+    }                                                                      \
+    break;
+        LG_CASE(kLog) LG_CASE(kReciprocal) LG_CASE(kSqrt)
 #undef LG_CASE
       }
     }
@@ -93,6 +104,7 @@ __global__ void __launch_bounds__(kThreads) eval_kernel(Problem p, float* values
   for (int i = threadIdx.x; i < p.num_steps * 3; i += blockDim.x) prog[i] = p.programs[k * p.num_steps * 3 + i];
   __syncthreads();
 
+  const float e = p.eps == nullptr ? kPaperEps : p.eps[k];
   const float* y_hat = p.y_hat + k * p.y_hat_stride;
   const float* y = p.y + k * p.y_stride;
   const int64_t n = p.num_points;
@@ -114,7 +126,7 @@ __global__ void __launch_bounds__(kThreads) eval_kernel(Problem p, float* values
       d[2][q] = 0.0f;
       bad |= (!finite(v[0][q]) ? 1 : 0) | (!finite(v[1][q]) ? 2 : 0);
     }
-    eval_points<Mode, NS, PPT, WithGrad>(prog, p.num_steps, v, d);
+    eval_points<Mode, NS, PPT, WithGrad>(prog, p.num_steps, e, v, d);
     float ov[PPT], od[PPT];
     read_slot<NS, PPT>(v, d, out_slot, NS, ov, od);
 #pragma unroll

@@ -22,6 +22,7 @@ struct Problem {
   int64_t y_stride;
   int64_t num_points;
   int* bad;
+  const float* eps;  // [K] smoothing epsilons (> 0), or nullptr: the paper's xi with sign(0) = 0
 };
 
 // values, grads: [K, N].

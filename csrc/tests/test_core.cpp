@@ -38,12 +38,18 @@ void test_check_programs() {
   expect(check_programs(second.data(), 3, 1).find("program 2") != std::string::npos, "names the candidate");
 }
 
-// Unclamped value and derivative (operand a varies, b held) of a single op, by template dispatch.
-void forward(int op, float a, float b, float& v, float& d) {
+// Value and derivative of one op given operands and their derivatives, by template dispatch;
+// eps > 0 selects the smoothed Log/Reciprocal/Sqrt (as the block evaluator does), else the paper's.
+void forward_op(int op, float a, float da, float b, float db, float eps, float& v, float& d) {
+  const bool smooth = eps > 0.0f;
   switch (op) {
-#define LG_CASE(OP)                      \
-  case OP:                               \
-    op_forward<OP>(a, 1.0f, b, 0.0f, v, d); \
+#define LG_CASE(OP)                                                  \
+  case OP:                                                           \
+    if (smooth) {                                                    \
+      op_forward<OP, true>(a, da, b, db, v, d, eps);                 \
+    } else {                                                         \
+      op_forward<OP>(a, da, b, db, v, d);                            \
+    }                                                                \
     break;
     LG_CASE(kAdd) LG_CASE(kMul) LG_CASE(kMax) LG_CASE(kMin) LG_CASE(kNeg) LG_CASE(kIdentity) LG_CASE(kLog)
     LG_CASE(kSquare) LG_CASE(kReciprocal) LG_CASE(kSigmoid) LG_CASE(kTanh) LG_CASE(kRelu) LG_CASE(kAbs)
@@ -52,22 +58,56 @@ void forward(int op, float a, float b, float& v, float& d) {
   }
 }
 
+// Unclamped value and derivative (operand a varies, b held) of a single op.
+void forward(int op, float a, float b, float& v, float& d, float eps = kPaperEps) {
+  forward_op(op, a, 1.0f, b, 0.0f, eps, v, d);
+}
+
 void test_derivatives_match_finite_differences() {
   const float points[] = {-2.5f, -0.7f, 0.3f, 0.9f, 1.7f, 3.0f};
   const float b = 0.45f;  // away from every point, so Max/Min have no ties
-  for (int op = 0; op < kNumOps; ++op) {
-    for (float a : points) {
-      float v, d, vp, dp, vm, dm;
-      forward(op, a, b, v, d);
-      const float h = 1e-3f;
-      forward(op, a + h, b, vp, dp);
-      forward(op, a - h, b, vm, dm);
-      const double numeric = (static_cast<double>(vp) - vm) / (2.0 * h);
-      const bool ok = std::fabs(numeric - d) <= 2e-2 * (1.0 + std::fabs(numeric));
-      expect(ok, std::string("derivative of ") + kOpNames[op] + " at " + std::to_string(a) + ": " +
-                     std::to_string(d) + " vs numeric " + std::to_string(numeric));
+  for (float eps : {kPaperEps, 0.01f, 0.5f}) {
+    for (int op = 0; op < kNumOps; ++op) {
+      for (float a : points) {
+        float v, d, vp, dp, vm, dm;
+        forward(op, a, b, v, d, eps);
+        const float h = 1e-3f;
+        forward(op, a + h, b, vp, dp, eps);
+        forward(op, a - h, b, vm, dm, eps);
+        const double numeric = (static_cast<double>(vp) - vm) / (2.0 * h);
+        const bool ok = std::fabs(numeric - d) <= 2e-2 * (1.0 + std::fabs(numeric));
+        expect(ok, std::string("derivative of ") + kOpNames[op] + " at " + std::to_string(a) + " (eps " +
+                       std::to_string(eps) + "): " + std::to_string(d) + " vs numeric " + std::to_string(numeric));
+      }
     }
   }
+}
+
+// With a candidate's epsilon e: sign(0) = +1, f(0) = f(e), derivatives at 0 from the right.
+void test_smoothing_epsilon_rules() {
+  const float e = 0.01f;
+  float v, d;
+  op_forward<kLog, true>(0.0f, 1.0f, 0.0f, 0.0f, v, d, e);
+  expect(v == logf(e) && d == 1.0f / e, "smoothed Log at 0: log(e), derivative 1/e");
+  op_forward<kReciprocal, true>(0.0f, 1.0f, 0.0f, 0.0f, v, d, e);
+  expect(v == 1.0f / e && d == -1.0f / (e * e), "smoothed Reciprocal at 0: 1/e, derivative -1/e^2");
+  op_forward<kSqrt, true>(0.0f, 1.0f, 0.0f, 0.0f, v, d, e);
+  expect(v == sqrtf(e) && d == 1.0f / (2.0f * sqrtf(e)), "smoothed Sqrt at 0: sqrt(e), derivative 1/(2 sqrt(e))");
+  op_forward<kReciprocal, true>(-0.0f, 1.0f, 0.0f, 0.0f, v, d, e);
+  expect(v == 1.0f / e, "smoothed Reciprocal at -0 counts -0 as 0 (sign +1)");
+  op_forward<kReciprocal, true>(-3.0f, 1.0f, 0.0f, 0.0f, v, d, e);
+  expect(v == -1.0f / (3.0f + e) && d == -1.0f / ((3.0f + e) * (3.0f + e)), "smoothed Reciprocal is odd");
+  op_forward<kLog, true>(-3.0f, 1.0f, 0.0f, 0.0f, v, d, e);
+  expect(v == -logf(3.0f + e) && d == 1.0f / (3.0f + e), "smoothed Log is odd");
+  op_forward<kSqrt, true>(-3.0f, 2.0f, 0.0f, 0.0f, v, d, e);
+  expect(v == -sqrtf(3.0f + e) && d == 2.0f / (2.0f * sqrtf(3.0f + e)), "smoothed Sqrt is odd, chain rule");
+  // Other ops ignore the flag and e.
+  op_forward<kSquare, true>(3.0f, 1.0f, 0.0f, 0.0f, v, d, e);
+  expect(v == 9.0f && d == 6.0f, "Square ignores the smoothing");
+  expect(op_value<kLog, true>(0.0f, 0.0f, e) == logf(e) && op_value<kReciprocal, true>(2.0f, 0.0f, e) == 1.0f / (2.0f + e),
+         "op_value follows the smoothing");
+  // The paper's smoothing is unchanged by the flag's default.
+  expect(op_value<kLog>(0.0f, 0.0f) == 0.0f && op_value<kReciprocal>(0.0f, 0.0f) == 0.0f, "paper smoothing at 0");
 }
 
 void test_edge_rules() {
@@ -94,22 +134,14 @@ void test_edge_rules() {
 }
 
 // The same program evaluated one point at a time, one op at a time.
-void interpret(const std::vector<int32_t>& prog, int clamp, float yh, float y, float& out_v, float& out_d) {
+void interpret(const std::vector<int32_t>& prog, int clamp, float yh, float y, float& out_v, float& out_d,
+               float eps = kPaperEps) {
   float v[kMaxSlots] = {yh, y, 1.0f}, d[kMaxSlots] = {1.0f, 0.0f, 0.0f};
   const int steps = static_cast<int>(prog.size() / 3);
   for (int t = 0; t < steps; ++t) {
     const int op = prog[3 * t], a = prog[3 * t + 1], b = op_arity(op) == 2 ? prog[3 * t + 2] : a;
     float rv = 0.0f, rd = 0.0f;
-    switch (op) {
-#define LG_CASE(OP)                                 \
-  case OP:                                          \
-    op_forward<OP>(v[a], d[a], v[b], d[b], rv, rd); \
-    break;
-      LG_CASE(kAdd) LG_CASE(kMul) LG_CASE(kMax) LG_CASE(kMin) LG_CASE(kNeg) LG_CASE(kIdentity) LG_CASE(kLog)
-      LG_CASE(kSquare) LG_CASE(kReciprocal) LG_CASE(kSigmoid) LG_CASE(kTanh) LG_CASE(kRelu) LG_CASE(kAbs)
-      LG_CASE(kSqrt) LG_CASE(kExp)
-#undef LG_CASE
-    }
+    forward_op(op, v[a], d[a], v[b], d[b], eps, rv, rd);
     if (clamp == kClampPaper) clamp_result<kClampPaper>(rv, rd);
     if (clamp == kClampOfficial) clamp_result<kClampOfficial>(rv, rd);
     if (clamp == kClampSymmetric) clamp_result<kClampSymmetric>(rv, rd);
@@ -124,11 +156,12 @@ void test_block_matches_interpreter() {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> uni(-2.0f, 2.0f);
   const int n = 200;  // not a multiple of the vector width
-  std::vector<float> yh(n), y(n), values(n), grads(n);
+  std::vector<float> yh(n), y(n), values(n), grads(n), paper_values(n), paper_grads(n);
   for (int i = 0; i < n; ++i) {
-    yh[i] = uni(rng);
+    yh[i] = i % 17 == 0 ? 0.0f : uni(rng);                  // exact zeros included
     y[i] = i % 3 == 0 ? yh[i] : static_cast<float>(i % 2);  // ties included
   }
+  const float eps_choices[] = {kPaperEps, 1e-6f, 0.01f, 1.0f};
   int checked = 0;
   for (int trial = 0; trial < 3000; ++trial) {
     const int steps = 1 + static_cast<int>(rng() % kMaxSteps);
@@ -146,20 +179,25 @@ void test_block_matches_interpreter() {
     }
     expect(check_programs(prog.data(), 1, steps).empty(), "generated program is valid");
     const int clamp = trial % kNumClampModes;
-    expect(cpu::eval_block(prog.data(), steps, clamp, yh.data(), y.data(), n, values.data(), grads.data()) ==
+    const float eps = eps_choices[(trial / kNumClampModes) % 4];
+    expect(cpu::eval_block(prog.data(), steps, clamp, yh.data(), y.data(), n, values.data(), grads.data(), eps) ==
                cpu::kBlockOk,
            "finite inputs accepted");
+    if (eps == kPaperEps) {  // the default argument is the paper's smoothing
+      cpu::eval_block(prog.data(), steps, clamp, yh.data(), y.data(), n, paper_values.data(), paper_grads.data());
+      expect(paper_values == values && paper_grads == grads, "eval_block's default eps is kPaperEps");
+    }
     double sum = 0.0;
-    expect(cpu::eval_block_sum(prog.data(), steps, clamp, yh.data(), y.data(), n, &sum) == cpu::kBlockOk,
+    expect(cpu::eval_block_sum(prog.data(), steps, clamp, yh.data(), y.data(), n, &sum, eps) == cpu::kBlockOk,
            "finite inputs accepted (sum)");
     double expected_sum = 0.0;
     for (int i = 0; i < n; ++i) {
       float rv, rd;
-      interpret(prog, clamp, yh[i], y[i], rv, rd);
+      interpret(prog, clamp, yh[i], y[i], rv, rd, eps);
       // Same functions in the same order: bit-identical results are expected.
       if (rv != values[i] || rd != grads[i]) {
-        expect(false, "block evaluator equals the interpreter (trial " + std::to_string(trial) + ", point " +
-                           std::to_string(i) + ")");
+        expect(false, "block evaluator equals the interpreter (trial " + std::to_string(trial) + ", eps " +
+                           std::to_string(eps) + ", point " + std::to_string(i) + ")");
         return;
       }
       expected_sum += rv;
@@ -186,6 +224,7 @@ int main() {
   test_check_programs();
   test_derivatives_match_finite_differences();
   test_edge_rules();
+  test_smoothing_epsilon_rules();
   test_block_matches_interpreter();
   test_non_finite_inputs();
   if (failures) {

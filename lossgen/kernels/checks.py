@@ -6,6 +6,9 @@ messages; ValueError names the problem.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 from lossgen.ir.opset import N_INPUT_SLOTS, N_OPS, Op
@@ -56,3 +59,35 @@ def _check_program_rows(programs: torch.Tensor) -> None:
                 first = (k, t, message(k, t))
     if first is not None:
         raise ValueError(f"program {first[0]}, step {first[1]}: {first[2]}")
+
+
+def eps_tensor(eps, k: int, device=None) -> torch.Tensor | None:
+    """The ``eps`` argument of the kernel API as float32 ``[K]``: None stays None (the paper's
+    smoothing), a float is checked and broadcast to every candidate, a 0-dim tensor is broadcast,
+    a ``[K]`` tensor passes through (`check_eps` and the compiled ops check it)."""
+    if eps is None:
+        return None
+    if isinstance(eps, torch.Tensor):
+        return eps.expand(k) if eps.dim() == 0 else eps
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise ValueError(f"eps must be a float or a float32 [K] tensor, got {type(eps).__name__}")
+    value = float(eps)
+    single = float(torch.tensor(value, dtype=torch.float32))  # what the kernels will see
+    if not (math.isfinite(value) and math.isfinite(single) and single > 0):
+        raise ValueError(f"eps = {value:g}: the smoothing epsilon must be finite and > 0 (in float32)")
+    return torch.full((k,), value, dtype=torch.float32, device=device)
+
+
+def check_eps(eps: torch.Tensor | None, k: int) -> None:
+    """Raise ValueError naming the first problem with per-candidate epsilons (None is fine)."""
+    if eps is None:
+        return
+    if not isinstance(eps, torch.Tensor) or eps.dtype != torch.float32:
+        raise ValueError(f"eps must be float32, got {getattr(eps, 'dtype', type(eps).__name__)}")
+    if eps.dim() != 1 or eps.shape[0] != k:
+        raise ValueError(f"eps must have shape [K] = [{k}], got {list(eps.shape)}")
+    values = eps.detach().cpu()
+    bad = (~(torch.isfinite(values) & (values > 0))).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"eps[{i}] = {float(values[i]):g}: the smoothing epsilon must be finite and > 0")

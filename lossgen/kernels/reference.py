@@ -4,8 +4,12 @@
 clamped, inputs not clamped. The kernels' derivatives must equal PyTorch autograd applied to it,
 so how each op is written here matters at the edges:
 
-- Log, Reciprocal and Sqrt use sign(x) and abs(x), whose autograd derivatives are 0 at x = 0, so
-  their derivative at exactly 0 is 0.
+- Log, Reciprocal and Sqrt have two smoothings. Without a per-candidate epsilon (``eps=None``,
+  the paper's): sign(x) * f(abs(x) + XI) with torch.sign and torch.abs, whose autograd derivatives
+  are 0 at x = 0, so value and derivative at exactly 0 are 0. With a candidate's epsilon e:
+  s(x) * f(x * s(x) + e) with s(x) = +1 for x >= 0, -1 for x < 0, a constant to autograd; x * s(x)
+  is abs(x) with derivative s(x), +1 at 0, so f(0) = f(e) and the derivative at 0 is the limit
+  from the right (Log'(0) = 1/e, Reciprocal'(0) = -1/e^2, Sqrt'(0) = 1/(2 sqrt(e))).
 - Max and Min split the gradient in half at ties (torch.maximum/minimum's rule).
 - Exp reads min(x, EXP_INPUT_MAX) so that exp never overflows: otherwise autograd would multiply
   the clamp's zero gradient by inf and produce NaN.
@@ -20,11 +24,27 @@ from __future__ import annotations
 
 import torch
 
-from lossgen.kernels.checks import check_inputs
+from lossgen.kernels.checks import check_eps, check_inputs, eps_tensor
 from lossgen.ir.opset import CLAMP_BOUNDS, EXP_INPUT_MAX, N_INPUT_SLOTS, XI, Clamp, Op, parse_clamp
 
+SMOOTHED_OPS = (Op.LOG, Op.RECIPROCAL, Op.SQRT)
+"""The ops that use the smoothing epsilon."""
 
-def _apply(op: Op, a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+
+def _nonneg_sign(a: torch.Tensor) -> torch.Tensor:
+    """s(x) = +1 for x >= 0, -1 for x < 0, as a constant (no gradient flows through it)."""
+    return torch.where(a.detach() >= 0, 1.0, -1.0).to(a.dtype)
+
+
+def _apply(op: Op, a: torch.Tensor, b: torch.Tensor | None, eps: float | None = None) -> torch.Tensor:
+    if eps is not None and op in SMOOTHED_OPS:
+        s = _nonneg_sign(a)
+        magnitude = a * s  # abs(a), with derivative s(a): +1 at a = 0
+        if op == Op.LOG:
+            return s * torch.log(magnitude + eps)
+        if op == Op.RECIPROCAL:
+            return s / (magnitude + eps)
+        return s * torch.sqrt(magnitude + eps)
     if op == Op.ADD:
         return a + b
     if op == Op.MUL:
@@ -58,13 +78,14 @@ def _apply(op: Op, a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     raise ValueError(f"op code {int(op)} out of range")
 
 
-def program_values(steps, y_hat: torch.Tensor, y: torch.Tensor, clamp=Clamp.PAPER) -> torch.Tensor:
-    """Value of one program (rows of ``(op, a, b)``) at every point; differentiable in y_hat."""
+def program_values(steps, y_hat: torch.Tensor, y: torch.Tensor, clamp=Clamp.PAPER, eps: float | None = None) -> torch.Tensor:
+    """Value of one program (rows of ``(op, a, b)``) at every point; differentiable in y_hat.
+    `eps`: the candidate's smoothing epsilon (a float32 value), or None for the paper's."""
     lo, hi = CLAMP_BOUNDS[parse_clamp(clamp)]
     slots = [y_hat, y, torch.ones_like(y_hat)]
     for op, a, b in steps:
         op = Op(int(op))
-        value = _apply(op, slots[int(a)], slots[int(b)] if op.arity == 2 else None)
+        value = _apply(op, slots[int(a)], slots[int(b)] if op.arity == 2 else None, eps)
         slots.append(torch.clamp(value, lo, hi))
     return slots[-1]
 
@@ -76,23 +97,35 @@ def _broadcast(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Tensor):
     return y_hat.expand(k, n), y.expand(k, n)
 
 
-def reference_values(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Tensor, clamp="paper") -> torch.Tensor:
+def candidate_eps(eps, k: int) -> list[float | None]:
+    """The kernel API's ``eps`` (None, a float, or float32 ``[K]``) checked as the kernels check
+    it, as one Python float (a float32 value) or None per candidate."""
+    eps = eps_tensor(eps, k)
+    check_eps(eps, k)
+    return [None] * k if eps is None else [float(e) for e in eps.detach().cpu()]
+
+
+def reference_values(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Tensor, clamp="paper",
+                     eps=None) -> torch.Tensor:
     """``[K, N]`` values, candidate by candidate; autograd flows to y_hat."""
     y_hat_k, y_k = _broadcast(programs, y_hat, y)
     rows = programs.tolist()
-    return torch.stack([program_values(rows[k], y_hat_k[k], y_k[k], clamp) for k in range(len(rows))])
+    e = candidate_eps(eps, len(rows))
+    return torch.stack([program_values(rows[k], y_hat_k[k], y_k[k], clamp, e[k]) for k in range(len(rows))])
 
 
-def reference_evaluate(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Tensor, clamp="paper"):
+def reference_evaluate(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Tensor, clamp="paper", eps=None):
     """``(values, grads)``, each ``[K, N]``: eager PyTorch, one candidate at a time, derivatives by
-    autograd. The oracle for the kernels and the per-candidate benchmark baseline."""
+    autograd. The oracle for the kernels and the per-candidate benchmark baseline. `eps` as in
+    `lossgen.kernels.evaluate`: None (the paper's smoothing), a float, or float32 ``[K]``."""
     y_hat_k, y_k = _broadcast(programs, y_hat.detach(), y.detach())
     rows = programs.tolist()
+    e = candidate_eps(eps, len(rows))
     values, grads = [], []
     for k, steps in enumerate(rows):
         x = y_hat_k[k].clone().requires_grad_(True)
         with torch.enable_grad():
-            v = program_values(steps, x, y_k[k], clamp)
+            v = program_values(steps, x, y_k[k], clamp, e[k])
             # A program that never reads y_hat has no graph: its derivative is 0.
             g = torch.autograd.grad(v.sum(), x, allow_unused=True)[0] if v.requires_grad else None
         values.append(v.detach())
@@ -100,10 +133,20 @@ def reference_evaluate(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Ten
     return torch.stack(values), torch.stack(grads)
 
 
-def _forward_mode(op: Op, a, da, b, db, rounded=lambda x: x):
+def _forward_mode(op: Op, a, da, b, db, rounded=lambda x: x, eps=None):
     """Value and d/d y_hat of one op, written with the same rules autograd applies above.
     `rounded` is applied to the intermediates a derivative is computed from (the verifier uses it
-    to model their float32 rounding)."""
+    to model their float32 rounding). `eps`: None (the paper's smoothing) or the candidates'
+    epsilons (a float, or a tensor that broadcasts against `a`)."""
+    if eps is not None and op in SMOOTHED_OPS:
+        s = _nonneg_sign(a)
+        if op == Op.SQRT:
+            r = rounded(torch.sqrt(a.abs() + eps))
+            return s * r, da / (2.0 * r)
+        den = rounded(a.abs() + eps)
+        if op == Op.LOG:
+            return s * torch.log(den), da / den
+        return s / den, -da / (den * den)
     if op == Op.ADD:
         return a + b, da + db
     if op == Op.MUL:
@@ -144,7 +187,7 @@ def _forward_mode(op: Op, a, da, b, db, rounded=lambda x: x):
     raise ValueError(f"op code {int(op)} out of range")
 
 
-def vectorized_evaluate(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Tensor, clamp="paper"):
+def vectorized_evaluate(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Tensor, clamp="paper", eps=None):
     """``(values, grads)`` for all K candidates at once in plain PyTorch (benchmark baseline).
 
     Slots live in one ``[S * K, N]`` table (row ``slot * K + k``); each step gathers the operand
@@ -154,6 +197,9 @@ def vectorized_evaluate(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Te
     lo, hi = CLAMP_BOUNDS[parse_clamp(clamp)]
     y_hat_k, y_k = _broadcast(programs, y_hat.detach(), y.detach())
     k, length = programs.shape[0], programs.shape[1]
+    e = eps_tensor(eps, k)
+    check_eps(e, k)
+    e = None if e is None else e.to(y_hat_k.device).unsqueeze(1)
     n = y_hat_k.shape[1]
     vals = y_hat_k.new_empty((N_INPUT_SLOTS + length) * k, n)
     ders = torch.empty_like(vals)
@@ -176,7 +222,8 @@ def vectorized_evaluate(programs: torch.Tensor, y_hat: torch.Tensor, y: torch.Te
                 b, db = vals.index_select(0, ib), ders.index_select(0, ib)
             else:
                 b = db = None
-            v, d = _forward_mode(op, a, da, b, db)
+            sel_eps = None if e is None else e.index_select(0, sel.to(e.device))
+            v, d = _forward_mode(op, a, da, b, db, eps=sel_eps)
             d = torch.where((v >= lo) & (v <= hi), d, 0.0)
             io = out_rows[sel].to(vals.device)
             vals.index_copy_(0, io, torch.clamp(v, lo, hi))

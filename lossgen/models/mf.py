@@ -29,7 +29,7 @@ class LossTable:
 
     programs: torch.Tensor  # int32 [K, L, 3]
     kinds: torch.Tensor  # int32 [K]
-    eps: torch.Tensor  # float32 [K]
+    eps: torch.Tensor  # float32 [K]; a program without an epsilon (the paper's smoothing) has 0
     clamp: int
 
     @staticmethod
@@ -40,7 +40,7 @@ class LossTable:
         return LossTable(
             programs=batch_programs([s.program for s in specs]),
             kinds=torch.tensor([int(s.kind) for s in specs], dtype=torch.int32),
-            eps=torch.tensor([s.eps for s in specs], dtype=torch.float32),
+            eps=torch.tensor([0.0 if s.eps is None else s.eps for s in specs], dtype=torch.float32),
             clamp=clamps.pop() if clamps else 0,
         )
 

@@ -11,6 +11,8 @@ Named losses (value of one point, y_hat = sigmoid(s) with s the pre-sigmoid scor
 MaxR, SumR and LogMin are the paper's discovered losses (Table 4); e is their smoothing epsilon,
 chosen by grid search in the effectiveness test. The same formulas run in C++ inside the fused
 MF step (csrc/named_losses.h); `named_loss_torch` is the PyTorch twin (tests compare them).
+A program may carry a smoothing epsilon too (the e its Log, Reciprocal and Sqrt use, see
+`lossgen.kernels.evaluate`); without one (None) it runs with the paper's smoothing.
 
 For a population (candidate k's loss on row k of the scores): `batch_losses` (differentiable),
 and `losses_and_grads` (values and d loss / d score written out, no autograd: the MLP step),
@@ -20,6 +22,7 @@ both grouped by kind through `loss_plan`.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from typing import Sequence
@@ -55,19 +58,30 @@ _PLACEHOLDER = Program([(5, 0, 0)])
 
 @dataclass(frozen=True)
 class LossSpec:
-    """What one candidate trains with."""
+    """What one candidate trains with. `eps`: a named loss's smoothing epsilon; a program's
+    smoothing epsilon for Log, Reciprocal and Sqrt, or None for the paper's smoothing (xi with
+    sign(0) = 0, what programs ran with before they could carry one)."""
 
     name: str
     kind: LossKind
-    eps: float = 1e-6
+    eps: float | None = 1e-6
     program: Program = _PLACEHOLDER
     clamp: Clamp = Clamp.PAPER
 
+    def __post_init__(self):
+        if self.kind == LossKind.PROGRAM and self.eps is not None:
+            if not (math.isfinite(self.eps) and self.eps > 0):
+                raise ValueError(f"eps = {self.eps:g}: a program's smoothing epsilon must be finite and > 0 "
+                                 "(or None for the paper's smoothing)")
+        elif self.kind != LossKind.PROGRAM and self.eps is None:
+            raise ValueError(f"the named loss {self.name} needs an epsilon (a float), got None")
+
     @property
     def uses_epsilon(self) -> bool:
-        return self.kind in USES_EPSILON
+        """Whether `eps` changes the loss: MaxR, SumR, LogMin, and programs that carry one."""
+        return self.kind in USES_EPSILON or (self.kind == LossKind.PROGRAM and self.eps is not None)
 
-    def with_eps(self, eps: float) -> "LossSpec":
+    def with_eps(self, eps: float | None) -> "LossSpec":
         return LossSpec(self.name, self.kind, eps, self.program, self.clamp)
 
     def label(self) -> str:
@@ -81,8 +95,10 @@ def named(name: str, eps: float = 1e-6) -> LossSpec:
     raise ValueError(f"unknown loss {name!r}; named losses: {', '.join(NAMED)}")
 
 
-def from_program(program: Program, clamp="paper", name: str | None = None) -> LossSpec:
-    return LossSpec(name or str(program), LossKind.PROGRAM, 0.0, program, parse_clamp(clamp))
+def from_program(program: Program, clamp="paper", name: str | None = None, eps: float | None = None) -> LossSpec:
+    """A candidate program as a loss; `eps` its smoothing epsilon (None: the paper's smoothing)."""
+    return LossSpec(name or str(program), LossKind.PROGRAM, None if eps is None else float(eps), program,
+                    parse_clamp(clamp))
 
 
 def parse_losses(text: str) -> list[LossSpec]:
@@ -124,7 +140,7 @@ def batch_losses(specs: Sequence[LossSpec], scores: torch.Tensor, labels: torch.
     parts, order = [], []
     for kind, rows, *extra in loss_plan(specs):
         if kind == LossKind.PROGRAM:
-            parts.append(kernels.program_loss(extra[0], torch.sigmoid(scores[rows]), labels, extra[1]))
+            parts.append(kernels.program_loss(extra[0], torch.sigmoid(scores[rows]), labels, extra[1], extra[2]))
         else:
             parts.append(named_loss_torch(kind, scores[rows], labels, extra[0].to(scores.dtype)).mean(1))
         order.append(rows)
@@ -133,17 +149,20 @@ def batch_losses(specs: Sequence[LossSpec], scores: torch.Tensor, labels: torch.
 
 def loss_plan(specs: Sequence[LossSpec]) -> list[tuple]:
     """Candidates grouped by loss kind, with what each group's evaluation needs, for
-    ``losses_and_grads`` (a population reuses it every step)."""
-    groups: dict[LossKind, list[int]] = {}
+    ``losses_and_grads`` (a population reuses it every step). Programs form two groups: those with
+    the paper's smoothing (eps None) and those with their own epsilons (one kernel call each)."""
+    program_clamps = {spec.clamp for spec in specs if spec.kind == LossKind.PROGRAM}
+    if len(program_clamps) > 1:
+        raise ValueError("all programs of a population must use the same clamp mode")
+    groups: dict[tuple, list[int]] = {}
     for i, spec in enumerate(specs):
-        groups.setdefault(spec.kind, []).append(i)
+        smoothed = spec.kind == LossKind.PROGRAM and spec.eps is not None
+        groups.setdefault((spec.kind, smoothed), []).append(i)
     plan = []
-    for kind, idx in groups.items():
+    for (kind, smoothed), idx in groups.items():
         if kind == LossKind.PROGRAM:
-            clamps = {specs[i].clamp for i in idx}
-            if len(clamps) > 1:
-                raise ValueError("all programs of a population must use the same clamp mode")
-            extra = (kernels.as_program_tensor([specs[i].program for i in idx]), clamps.pop())
+            eps = torch.tensor([specs[i].eps for i in idx], dtype=torch.float32) if smoothed else None
+            extra = (kernels.as_program_tensor([specs[i].program for i in idx]), specs[idx[0]].clamp, eps)
         else:
             extra = (torch.tensor([specs[i].eps for i in idx]).unsqueeze(1),)
         plan.append((kind, torch.tensor(idx)) + extra)
@@ -162,7 +181,7 @@ def losses_and_grads(specs: Sequence[LossSpec] | list[tuple], scores: torch.Tens
     for kind, rows, *extra in plan:
         p = p_all.index_select(0, rows)
         if kind == LossKind.PROGRAM:
-            v, d_p = kernels.evaluate(extra[0], p, labels, extra[1])
+            v, d_p = kernels.evaluate(extra[0], p, labels, extra[1], extra[2])
             d_s = d_p.mul_((1 - p).mul_(p))
         else:
             s = scores.index_select(0, rows)

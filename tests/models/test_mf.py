@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from lossgen.ir.formula import parse
+from lossgen.kernels import reference_values
+from lossgen.ir.programs import batch as batch_programs
 from lossgen.training.losses import NAMED, from_program, named
 from lossgen.models.mf import LossTable, MFPopulation
 from bench.torch_mf import TorchBiasedMF, train_torch_mf
@@ -17,7 +19,11 @@ def examples(n=300, seed=0):
 
 @pytest.mark.parametrize("spec", [named(n, eps=0.1) for n in NAMED]
                          + [from_program(parse("max(y_hat, y) * (1 / (y_hat + 1))"), "paper"),
-                            from_program(parse("(y_hat - y)^2"), "symmetric")], ids=lambda s: s.name)
+                            from_program(parse("(y_hat - y)^2"), "symmetric"),
+                            from_program(parse("max(y_hat * (1 / y), y * (1 / y_hat))"), "symmetric", "MaxR-program",
+                                         eps=0.1),
+                            from_program(parse("log(y_hat) * -y + sqrt(y_hat)"), "official", "log-sqrt", eps=0.3)],
+                         ids=lambda s: s.label())
 def test_fused_sgd_equals_plain_pytorch(spec):
     users, items, labels = examples()
     # large lr and l2 so that weight decay and every gradient term matter
@@ -38,10 +44,12 @@ def test_fused_sgd_equals_plain_pytorch(spec):
 
 def test_population_equals_separate_runs():
     users, items, labels = examples(500)
-    specs = [named("BCE"), from_program(parse("log(y_hat) * -y")), named("MaxR", 1e-3)]
-    pop = MFPopulation.init(U, I, [1, 2, 3], dim=DIM)
+    specs = [named("BCE"), from_program(parse("log(y_hat) * -y")), named("MaxR", 1e-3),
+             from_program(parse("log(y_hat) * -y"), eps=0.05)]
+    pop = MFPopulation.init(U, I, [1, 2, 3, 4], dim=DIM)
     pop.train_steps(LossTable.build(specs), users, items, labels, 64, 0.05, 1e-3)
-    for k, (spec, seed) in enumerate(zip(specs, [1, 2, 3])):
+    assert not torch.equal(pop.user_emb[1], pop.select([3]).user_emb[0])  # the epsilon matters
+    for k, (spec, seed) in enumerate(zip(specs, [1, 2, 3, 4])):
         single = MFPopulation.init(U, I, [seed], dim=DIM)
         single.train_steps(LossTable.build([spec]), users, items, labels, 64, 0.05, 1e-3)
         for name, t in pop.state_dict().items():
@@ -95,8 +103,9 @@ def lazy_adam_reference(spec, users, items, labels, batch, lr, l2, betas=(0.9, 0
     return model
 
 
-@pytest.mark.parametrize("spec", [named("BCE"), named("SumR", 0.1), from_program(parse("log(y_hat) * -y"))],
-                         ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [named("BCE"), named("SumR", 0.1), from_program(parse("log(y_hat) * -y")),
+                                  from_program(parse("1 / y_hat + log(y_hat) * -y"), "symmetric", eps=0.01)],
+                         ids=lambda s: s.label())
 def test_fused_lazy_adam_equals_the_reference(spec):
     users, items, labels = examples(200)
     pop = MFPopulation.init(U, I, [3], dim=DIM)
@@ -126,3 +135,40 @@ def test_unknown_optimizer():
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         pop.train_steps(LossTable.build([named("BCE")]), torch.tensor([0]), torch.tensor([0]), torch.ones(1), 1, 0.1,
                         0.0, optimizer="rmsprop")
+
+
+def test_program_eps_equals_the_plain_pytorch_reference():
+    """A program with its own epsilon, trained by the fused step, against the same model trained
+    with torch.optim.SGD on the pure-PyTorch reference loss (no compiled code in the loss)."""
+    users, items, labels = examples()
+    program = parse("max(y_hat * (1 / y), y * (1 / y_hat))")
+    spec = from_program(program, "symmetric", eps=0.01)
+    lr, l2, size = 0.05, 0.01, 32
+    pop = MFPopulation.init(U, I, [3], dim=DIM)
+    pop.train_steps(LossTable.build([spec]), users, items, labels, size, lr, l2)
+    ref = TorchBiasedMF(U, I, DIM, seed=3)
+    optimizer = torch.optim.SGD(ref.parameters(), lr=lr, weight_decay=l2)
+    prog = batch_programs([program])
+    for start in range(0, users.shape[0], size):
+        sl = slice(start, start + size)
+        optimizer.zero_grad()
+        y_hat = torch.sigmoid(ref(users[sl], items[sl]))
+        reference_values(prog, y_hat, labels[sl], "symmetric", eps=0.01).mean().backward()
+        optimizer.step()
+    got = pop.true_parameters()
+    for name in ("user_emb", "item_emb", "user_bias", "item_bias", "global_bias"):
+        torch.testing.assert_close(got[name][0], getattr(ref, name).detach(), rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_program_without_eps_keeps_the_paper_smoothing():
+    table = LossTable.build([from_program(parse("log(y_hat) * -y")), from_program(parse("log(y_hat) * -y"), eps=0.5),
+                             named("MaxR", 0.1)])
+    assert table.eps.tolist() == [0.0, 0.5, pytest.approx(0.1)]  # 0: the paper's smoothing
+
+
+def test_bad_program_eps_in_a_loss_table_is_a_value_error():
+    pop = MFPopulation.init(U, I, [0], dim=DIM)
+    table = LossTable.build([from_program(parse("log(y_hat) * -y"), eps=0.5)])
+    table.eps[0] = -1.0
+    with pytest.raises(ValueError, match=r"loss_eps\[0\] = -1: a program's smoothing epsilon must be finite and > 0"):
+        pop.train_steps(table, torch.tensor([0]), torch.tensor([0]), torch.ones(1), 1, 0.1, 0.0)

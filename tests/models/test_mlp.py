@@ -208,7 +208,8 @@ def test_dropout_masks_are_deterministic_per_candidate_and_drop_a_fifth():
 
 
 @pytest.mark.parametrize("spec", [named(n, 1e-2) for n in ("MSE", "BCE", "Hinge", "Focal", "MaxR", "SumR", "LogMin")]
-                         + [SPECS[1]])
+                         + [SPECS[1], from_program(parse("max(y_hat * (1 / y), y * (1 / y_hat))"), eps=1e-2),
+                            from_program(parse("log(y_hat) * -y + sqrt(1 - y_hat)"), "symmetric", eps=0.3)])
 def test_loss_gradients_match_autograd(spec):
     # saturated scores make y_hat == y exactly (the ties of MaxR / LogMin) and hit Focal's clamp
     scores = torch.cat([torch.randn(2, 300, generator=torch.Generator().manual_seed(0)) * 3,
@@ -234,3 +235,27 @@ def test_training_is_deterministic_and_takes_any_batch_size():
     for name, t in runs[0].items():
         assert torch.equal(t, runs[1][name]), name
         assert torch.isfinite(t.double()).all(), name
+
+
+def test_programs_with_and_without_eps_in_one_population():
+    """Programs with the paper's smoothing and programs with their own epsilons share a population:
+    each candidate gets exactly what it gets alone, and the epsilon is used."""
+    program = parse("log(y_hat) * -y + 1 / (y_hat + y)")
+    specs = [from_program(program, "symmetric"), named("BCE"), from_program(program, "symmetric", eps=0.05),
+             from_program(program, "symmetric", eps=0.5)]
+    scores = torch.randn(4, 64, generator=torch.Generator().manual_seed(0)) * 3
+    labels = (torch.rand(64, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    losses, grads = losses_and_grads(specs, scores, labels)
+    for k, spec in enumerate(specs):
+        alone, alone_grads = losses_and_grads([spec], scores[k : k + 1], labels)
+        assert torch.equal(losses[k], alone[0]) and torch.equal(grads[k], alone_grads[0])
+        torch.testing.assert_close(batch_losses(specs, scores, labels)[k], alone[0])
+    assert len({float(v) for v in losses[[0, 2, 3]]}) == 3  # the same program, three smoothings
+
+    users, items, labels = examples(96)
+    pop = MLPPopulation.init(U, I, [4, 5, 6, 7], dim=DIM)
+    train(pop, specs, users, items, labels)
+    single = MLPPopulation.init(U, I, [6], dim=DIM)
+    train(single, [specs[2]], users, items, labels)
+    for name, t in pop.state_dict().items():
+        torch.testing.assert_close(t[2], single.state_dict()[name][0], rtol=1e-5, atol=1e-6, msg=name)
