@@ -142,12 +142,16 @@ def check(
     clamp: str = typer.Option("paper", help="Clamp mode of --loss formulas (a run uses its own)."),
     threshold: float = typer.Option(CheckSettings.threshold, help="Pass at a positive rate at or above this."),
     pairs: int = typer.Option(CheckSettings.pairs, help="Synthesized (y_hat, y) pairs."),
+    eps: Optional[float] = typer.Option(None, help="With --loss: the smoothing epsilon e of Log, Reciprocal and Sqrt (sign(0) = +1). [default: the paper's xi, sign(0) = 0]"),
+    strict: bool = typer.Option(False, "--strict", help="With --loss: also require a non-zero gradient of the right sign on the threshold's share of each label's pairs, and |gradient| <= 1e4 (DESIGN.md's strict check)."),
 ) -> None:
     """Phase II, the validation check: the share of synthesized pairs where a loss's gradient has
     the right sign (>= 0 for y = 0, <= 0 for y = 1). With formulas, exit 1 if any fails."""
     if run is not None:
         if loss:
             fail("give a run directory or --loss formulas, not both")
+        if strict or eps is not None:
+            fail("--strict and --eps apply to --loss formulas; a run is checked as it was searched")
         store = open_run(run)
         run_check(store, threshold, pairs)
         store.close()
@@ -156,19 +160,26 @@ def check(
         fail("give a run directory or at least one --loss formula")
     try:
         programs = [parse(text) for text in loss]
-        result = validation_check(programs, clamp, threshold, pairs)
+        result = validation_check(programs, clamp, threshold, pairs, strict=strict, eps=eps)
     except ValueError as err:
         fail(str(err))
-    table = Table(title=f"Validation check ({pairs:,} pairs, clamp={clamp}, pass at >= {threshold:g})")
-    for col in ("loss", "positive rate", "zero gradient", "result"):
+    smoothing = "" if eps is None else f", e={eps:g}"
+    table = Table(title=f"{'Strict validation' if strict else 'Validation'} check ({pairs:,} pairs, clamp={clamp}"
+                        f"{smoothing}, pass at >= {threshold:g})")
+    columns = ["loss", "positive rate", "zero gradient"] + (["pushed y=0", "pushed y=1", "max |grad|"] if strict else [])
+    for col in columns + ["result"]:
         table.add_column(col)
-    for program, rate, zero, ok in zip(programs, result.rates, result.zero_shares, result.passed):
+    for k, (program, rate, zero, ok) in enumerate(zip(programs, result.rates, result.zero_shares, result.passed)):
         verdict = "pass" if ok else "fail"
         if zero >= 1.0:
             verdict += " (flat: zero gradient on every pair)"
         elif zero >= 0.5:
             verdict += " (zero gradient on most pairs)"
-        table.add_row(str(program), f"{rate:.4f}", f"{zero:.1%}", verdict)
+        extra = []
+        if strict:
+            (r0, r1), largest = result.strict_rates[k], result.max_gradients[k]
+            extra = [f"{r0:.1%}", f"{r1:.1%}", f"{largest:.3g}"]
+        table.add_row(str(program), f"{rate:.4f}", f"{zero:.1%}", *extra, verdict)
     console.print(table)
     if not all(result.passed):
         raise typer.Exit(1)
