@@ -24,7 +24,7 @@ from lossgen.cli.evaluate import evaluate
 from lossgen.cli.export import export
 from lossgen.cli.pipeline import check, run, search
 from lossgen.cli.report import report
-from lossgen.ir.formula import parse, to_infix, to_latex
+from lossgen.ir.formula import latex_with_epsilon, parse, parse_loss, to_infix, to_latex, with_epsilon
 from lossgen.ir.opset import Op, parse_clamp
 from lossgen.kernels.verify import fuzz
 
@@ -109,15 +109,18 @@ def demo(
 
 @app.command()
 def formula(
-    text: str = typer.Argument(..., help='A loss formula, e.g. "max(y_hat, y) * (1 / (y_hat + 1))".'),
+    text: str = typer.Argument(..., help='A loss formula, e.g. "max(y_hat, y) * (1 / (y_hat + 1))", optionally with its smoothing epsilon: "... with e = 0.01".'),
 ) -> None:
     """Parse a loss formula: canonical string, LaTeX, and the program's steps."""
     try:
-        program = parse(text)
+        program, eps = parse_loss(text)
     except ValueError as err:
         fail(str(err))
-    console.print(f"canonical: {to_infix(program)}", highlight=False)
-    console.print(f"latex:     {to_latex(program)}", highlight=False)
+    console.print(f"canonical: {with_epsilon(to_infix(program), eps)}", highlight=False, soft_wrap=True)
+    console.print(f"latex:     {latex_with_epsilon(to_latex(program), eps)}", highlight=False, soft_wrap=True)
+    if eps is not None:
+        console.print(f"smoothing: log, 1 / x and sqrt use e = {eps:g} in place of xi, with sign(0) = +1",
+                      highlight=False, soft_wrap=True)
     console.print("steps (s0 = y_hat, s1 = y, s2 = 1; each step writes the next slot; the loss is the last):",
                   highlight=False, soft_wrap=True)
     for t, (op, a, b) in enumerate(program.steps):

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lossgen.cli.common import PlainProgress, console, fail, open_run
 from lossgen.data import load
-from lossgen.ir.formula import parse
+from lossgen.ir.formula import parse_loss
 from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
 from lossgen.phases.runs import evaluate_run
 from lossgen.phases.rundata import run_dataset
@@ -129,7 +129,7 @@ def evaluate(
         losses = ",".join(ALL_NAMED)
     try:
         specs = parse_losses(losses) if losses.strip() else []
-        specs += [from_program(parse(text), clamp) for text in loss]
+        specs += [from_program(program, clamp, eps=eps) for program, eps in map(parse_loss, loss)]
         data = load(dataset, data_dir)
     except ValueError as err:
         fail(" ".join(str(err).split()))

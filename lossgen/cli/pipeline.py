@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,7 +21,7 @@ from lossgen.cli.config import load_config_file, resolve
 from lossgen.cli.evaluate import run_phase3
 from lossgen.cli.options import with_options
 from lossgen.data import load
-from lossgen.ir.formula import parse
+from lossgen.ir.formula import parse_loss, with_epsilon
 from lossgen.phases.check import validation_check
 from lossgen.phases.runs import check_run
 from lossgen.phases.rundata import remember_data
@@ -159,11 +160,18 @@ def check(
     if not loss:
         fail("give a run directory or at least one --loss formula")
     try:
-        programs = [parse(text) for text in loss]
+        parsed = [parse_loss(text) for text in loss]
+        programs = [program for program, _ in parsed]
+        own = [e for _, e in parsed]
+        if any(e is not None for e in own):  # formulas that carry their own e ("... with e = 0.01")
+            if eps is None and any(e is None for e in own):
+                raise ValueError("some formulas carry a smoothing epsilon (with e = ...) and some do not; give every "
+                                 "one an e, or --eps for those without")
+            eps = torch.tensor([e if e is not None else eps for e in own], dtype=torch.float32)
         result = validation_check(programs, clamp, threshold, pairs, strict=strict, eps=eps)
     except ValueError as err:
         fail(str(err))
-    smoothing = "" if eps is None else f", e={eps:g}"
+    smoothing = "" if eps is None or isinstance(eps, torch.Tensor) else f", e={eps:g}"
     table = Table(title=f"{'Strict validation' if strict else 'Validation'} check ({pairs:,} pairs, clamp={clamp}"
                         f"{smoothing}, pass at >= {threshold:g})")
     columns = ["loss", "positive rate", "zero gradient"] + (["pushed y=0", "pushed y=1", "max |grad|"] if strict else [])
@@ -179,7 +187,8 @@ def check(
         if strict:
             (r0, r1), largest = result.strict_rates[k], result.max_gradients[k]
             extra = [f"{r0:.1%}", f"{r1:.1%}", f"{largest:.3g}"]
-        table.add_row(str(program), f"{rate:.4f}", f"{zero:.1%}", *extra, verdict)
+        shown = str(program) if not isinstance(eps, torch.Tensor) else with_epsilon(str(program), float(eps[k]))
+        table.add_row(shown, f"{rate:.4f}", f"{zero:.1%}", *extra, verdict)
     console.print(table)
     if not all(result.passed):
         raise typer.Exit(1)

@@ -20,10 +20,11 @@ import re
 
 from lossgen.ir.expr import Expr
 from lossgen.ir.opset import Op
-from lossgen.ir.printers import FUNCTION_NAMES, to_infix, to_latex
+from lossgen.ir.printers import FUNCTION_NAMES, latex_with_epsilon, to_infix, to_latex, with_epsilon
 from lossgen.ir.programs import Program, lower
 
-__all__ = ["parse", "parse_expr", "to_infix", "to_latex", "FormulaError"]
+__all__ = ["parse", "parse_expr", "parse_loss", "to_infix", "to_latex", "with_epsilon", "latex_with_epsilon",
+           "FormulaError"]
 
 _FUNCTIONS = {name: op for op, name in FUNCTION_NAMES.items()}
 
@@ -200,3 +201,21 @@ def parse(text: str, max_steps: int | None = None) -> Program:
     if max_steps is not None and len(program) > max_steps:
         raise FormulaError(f"{_quoted(text)} needs {len(program)} steps, more than max_steps={max_steps}")
     return program
+
+
+_EPSILON_SUFFIX = re.compile(r"^(?P<formula>.*?)\s+with\s+e\s*=\s*(?P<eps>\S+)\s*$", re.S)
+
+
+def parse_loss(text: str, max_steps: int | None = None) -> tuple[Program, float | None]:
+    """A formula with an optional smoothing epsilon suffix (``... with e = 0.01``): the program and
+    e (None without the suffix: the paper's xi). e must be a finite number > 0."""
+    match = _EPSILON_SUFFIX.match(text)
+    if match is None:
+        return parse(text, max_steps), None
+    try:
+        eps = float(match.group("eps"))
+    except ValueError:
+        raise FormulaError(f"cannot read the smoothing epsilon {match.group('eps')!r} in {_quoted(text)}") from None
+    if not (eps > 0 and eps < float("inf")):
+        raise FormulaError(f"the smoothing epsilon must be a finite number > 0, got {match.group('eps')} in {_quoted(text)}")
+    return parse(match.group("formula"), max_steps), eps

@@ -1,11 +1,17 @@
-"""Infix strings and LaTeX of loss trees and programs (the grammar is in `lossgen.ir.formula`).
+r"""Infix strings and LaTeX of loss trees and programs (the grammar is in `lossgen.ir.formula`).
 
 `to_infix` prints the fewest parentheses that parse back to the same tree, so
 ``parse(to_infix(p)) == p.canonical()`` and ``to_infix(parse(s)) == s`` for a canonical ``s``.
+
+A loss that carries a smoothing epsilon e (DESIGN.md: Log, Reciprocal and Sqrt use e in place of
+xi, with sign(0) = +1) is written with a suffix: ``max(y_hat * (1 / y), y * (1 / y_hat)) with e =
+0.01`` (`with_epsilon`; `lossgen.ir.formula.parse_loss` reads it back), and in LaTeX with
+``\quad (\epsilon = 0.01)``: the function reported is the function trained.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from lossgen.ir.expr import Expr
@@ -118,3 +124,22 @@ def _latex(e: Expr) -> tuple[str, int]:
     if op == Op.SQUARE:
         return f"{_lwrap(_latex(kids[0]), _ATOM)}^{{2}}", _POWER
     raise AssertionError(f"no LaTeX form for {op!r}")
+
+
+def epsilon_text(eps: float) -> str:
+    """e as formulas print it: the shortest decimal that reads back to the same float32."""
+    target = struct.unpack("f", struct.pack("f", float(eps)))[0]
+    for digits in range(1, 10):
+        text = f"{eps:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == target:
+            return text
+    return repr(float(eps))
+
+
+def with_epsilon(text: str, eps: float | None) -> str:
+    """A formula with its smoothing epsilon (unchanged when `eps` is None: the paper's xi)."""
+    return text if eps is None else f"{text} with e = {epsilon_text(eps)}"
+
+
+def latex_with_epsilon(latex: str, eps: float | None) -> str:
+    return latex if eps is None else rf"{latex} \quad (\epsilon = {epsilon_text(eps)})"

@@ -22,6 +22,7 @@ from pathlib import Path
 import lossgen
 from lossgen.util.atomic import file_in_the_way, write_text_atomic
 from lossgen.ir.formula import to_infix, to_latex
+from lossgen.ir.printers import latex_with_epsilon, with_epsilon
 from lossgen.ir.opset import CLAMP_BOUNDS, EXP_INPUT_MAX, N_INPUT_SLOTS, XI, Clamp, Op, parse_clamp
 from lossgen.ir.programs import Program
 from lossgen.runs import RunStore
@@ -73,6 +74,35 @@ def _exp(x):
 ''',
 }
 
+# The same three ops with a candidate's smoothing epsilon (DESIGN.md): s(x) = +1 for x >= 0,
+# -1 below, and |x| written as x * s(x), exactly as lossgen.kernels.reference writes them, so
+# autograd gives the kernels' derivatives (+1 side at x = 0).
+_EPS_HELPERS = {
+    Op.LOG: '''
+def _log(x):
+    """Smoothed log: s(x) * log(|x| + EPS), s(x) = +1 for x >= 0 (so log(0) = log(EPS))."""
+    s = _sign(x)
+    return s * torch.log(x * s + EPS)
+''',
+    Op.RECIPROCAL: '''
+def _reciprocal(x):
+    """Smoothed reciprocal: s(x) / (|x| + EPS), s(x) = +1 for x >= 0 (so 1 / 0 = 1 / EPS)."""
+    s = _sign(x)
+    return s / (x * s + EPS)
+''',
+    Op.SQRT: '''
+def _sqrt(x):
+    """Smoothed square root: s(x) * sqrt(|x| + EPS), s(x) = +1 for x >= 0."""
+    s = _sign(x)
+    return s * torch.sqrt(x * s + EPS)
+''',
+}
+_SIGN_HELPER = '''
+def _sign(x):
+    """+1 for x >= 0, -1 below; a constant to autograd."""
+    return torch.where(x.detach() >= 0, 1.0, -1.0).to(x.dtype)
+'''
+
 _CLAMP_NOTES = {
     Clamp.PAPER: "the paper's Table 2",
     Clamp.OFFICIAL: "the authors' released code",
@@ -90,18 +120,21 @@ def _step_line(slot: int, op: int, a: int, b: int) -> str:
 
 
 def module_source(program: Program, clamp="paper", class_name: str = "DiscoveredLoss",
-                  formula: str | None = None) -> str:
+                  formula: str | None = None, eps: float | None = None) -> str:
     """The text of a standalone Python file (only torch imported) defining ``class <class_name>
     (torch.nn.Module)``: ``forward(y_hat, y)`` is the program's loss, reduced by the module's
-    `reduction` ('mean' by default, 'sum' or 'none' for the per-point values)."""
+    `reduction` ('mean' by default, 'sum' or 'none' for the per-point values). `eps`: the
+    candidate's smoothing epsilon (None: the paper's xi with sign(0) = 0); the formula and LaTeX
+    in the file carry it."""
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise ValueError(f"class name {class_name!r} is not a Python identifier")
     mode = parse_clamp(clamp)
     lo, hi = CLAMP_BOUNDS[mode]
     canonical = program.canonical()
-    formula = to_infix(canonical) if formula is None else " ".join(formula.split())
-    latex = to_latex(canonical)
+    formula = with_epsilon(to_infix(canonical), eps) if formula is None else " ".join(formula.split())
+    latex = latex_with_epsilon(to_latex(canonical), eps)
     ops = canonical.ops()
+    smoothed = bool(ops & {Op.LOG, Op.RECIPROCAL, Op.SQRT})
     for text in (formula, latex):
         if '"""' in text or text.endswith("\\"):
             raise ValueError(f"cannot quote {text!r} in a docstring")
@@ -130,8 +163,10 @@ def module_source(program: Program, clamp="paper", class_name: str = "Discovered
         "",
         f"LO, HI = {lo!r}, {hi!r}  # clamp bounds ({mode.name.lower()} mode)",
     ]
-    if ops & {Op.LOG, Op.RECIPROCAL, Op.SQRT}:
+    if smoothed and eps is None:
         lines.append(f"XI = {XI!r}  # smoothing of log, 1 / x and sqrt")
+    elif smoothed:
+        lines.append(f"EPS = {float(eps)!r}  # the candidate's smoothing epsilon of log, 1 / x and sqrt (sign(0) = +1)")
     if Op.EXP in ops:
         lines.append(f"EXP_MAX = {EXP_INPUT_MAX!r}  # exp reads min(x, EXP_MAX)")
     lines += [
@@ -142,8 +177,11 @@ def module_source(program: Program, clamp="paper", class_name: str = "Discovered
         "    return torch.clamp(x, LO, HI)",
         "",
     ]
-    for op in sorted(ops & _HELPERS.keys()):
-        lines.append(_HELPERS[op])
+    helpers = {**_HELPERS, **(_EPS_HELPERS if eps is not None else {})}
+    if eps is not None and smoothed:
+        lines.append(_SIGN_HELPER)
+    for op in sorted(ops & helpers.keys()):
+        lines.append(helpers[op])
     steps = [_step_line(N_INPUT_SLOTS + t, *row) for t, row in enumerate(canonical.steps)]
     uses_one = any(2 in (a, b) if Op(op).arity == 2 else a == 2 for op, a, b in canonical.steps)
     lines += [
@@ -154,6 +192,7 @@ def module_source(program: Program, clamp="paper", class_name: str = "Discovered
         f"    formula = {formula!r}",
         f"    clamp = {mode.name.lower()!r}",
         f"    program = {canonical.steps!r}  # (op code, a, b); step t writes slot 3 + t",
+        f"    eps = {None if eps is None else float(eps)!r}  # smoothing epsilon (None: the paper's xi, sign(0) = 0)",
         "",
         '    def __init__(self, reduction: str = "mean"):',
         "        super().__init__()",
@@ -182,13 +221,13 @@ def module_source(program: Program, clamp="paper", class_name: str = "Discovered
     return "\n".join(lines) + "\n"
 
 
-def latex_source(program: Program) -> str:
-    """A LaTeX snippet: the loss in an equation environment."""
+def latex_source(program: Program, eps: float | None = None) -> str:
+    """A LaTeX snippet: the loss in an equation environment (with its smoothing epsilon)."""
     canonical = program.canonical()
     return (
-        f"% Loss discovered by lossgen {lossgen.__version__}: {to_infix(canonical)}\n"
+        f"% Loss discovered by lossgen {lossgen.__version__}: {with_epsilon(to_infix(canonical), eps)}\n"
         "\\begin{equation}\n"
-        f"  \\mathcal{{L}}(\\hat{{y}}, y) = {to_latex(canonical)}\n"
+        f"  \\mathcal{{L}}(\\hat{{y}}, y) = {latex_with_epsilon(to_latex(canonical), eps)}\n"
         "\\end{equation}\n"
     )
 
@@ -205,14 +244,14 @@ def file_stem(name: str) -> str:
     return stem
 
 
-def write_export(program: Program, clamp, out_dir: Path, name: str) -> tuple[Path, Path]:
+def write_export(program: Program, clamp, out_dir: Path, name: str, eps: float | None = None) -> tuple[Path, Path]:
     """Write ``<name>.py`` (the module) and ``<name>.tex`` (the LaTeX) atomically; `name` is
     sanitised into a module file stem. Returns both paths."""
     stem = file_stem(name)
     out_dir = Path(out_dir)
     py_path, tex_path = out_dir / f"{stem}.py", out_dir / f"{stem}.tex"
-    write_text_atomic(py_path, module_source(program, clamp))
-    write_text_atomic(tex_path, latex_source(program))
+    write_text_atomic(py_path, module_source(program, clamp, eps=eps))
+    write_text_atomic(tex_path, latex_source(program, eps))
     return py_path, tex_path
 
 

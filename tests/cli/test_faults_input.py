@@ -124,3 +124,13 @@ def test_plain_progress_lines_only_off_a_terminal(monkeypatch):
     assert len(printed) == (0 if common.console.is_terminal else 1)
     if printed:
         assert printed[0].endswith("round 0")
+
+
+def test_formulas_with_their_epsilon_on_the_command_line():
+    maxr = "max(y_hat * (1 / y), y * (1 / y_hat)) with e = 0.01"
+    result = invoke("formula", maxr)
+    assert result.exit_code == 0 and "canonical: " + maxr in result.output and r"\epsilon = 0.01" in result.output
+    result = invoke("check", "--strict", "--clamp", "symmetric", "--loss", maxr)
+    assert result.exit_code == 0 and maxr in result.output, result.output
+    assert_user_error(invoke("check", "--loss", maxr, "--loss", "y_hat"), "some formulas carry")
+    assert_user_error(invoke("formula", "y_hat with e = -1"), "epsilon")

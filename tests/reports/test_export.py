@@ -259,3 +259,41 @@ def test_cli_export(tmp_path):
         assert result.exit_code == 2, result.output
         assert message in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("eps", [1e-2, 0.5])
+def test_exported_losses_with_a_smoothing_epsilon_equal_the_reference(tmp_path, eps):
+    """The file carries the candidate's e: its values and autograd derivatives are those of the
+    kernels' reference with the same eps (sign(0) = +1), x = 0 and the clamp bounds included."""
+    y_hat, y = special_points()
+    rng = random.Random(3)
+    programs = [parse("max(y_hat * (1 / y), y * (1 / y_hat))"), parse("log(y_hat) * y + sqrt(-y_hat)")]
+    smoothed = [int(op) for op in (Op.LOG, Op.RECIPROCAL, Op.SQRT)]
+    programs += [Program(random_program(rng, rng.randint(2, 7), [int(op) for op in EXTENDED_OPS] + smoothed * 3))
+                 for _ in range(60)]
+    for i, program in enumerate(programs):
+        clamp = CLAMPS[i % 3]
+        py, tex = write_export(program, clamp, tmp_path, f"eps-{next(_counter)}", eps=eps)
+        module = load_module(py).DiscoveredLoss
+        values, grads = values_and_grads(module, y_hat, y)
+        ref_v, ref_g = kernels.reference_evaluate(program.to_tensor()[None], y_hat, y, clamp, eps=eps)
+        torch.testing.assert_close(values, ref_v[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grads, ref_g[0], rtol=1e-5, atol=1e-6)
+        assert module.eps == pytest.approx(eps)
+        if program.ops() & {Op.LOG, Op.RECIPROCAL, Op.SQRT}:
+            assert f"with e = {eps:g}" in module.formula and r"\epsilon" in tex.read_text()
+
+
+def test_formulas_carry_their_epsilon():
+    from lossgen.ir import parse_loss, with_epsilon
+
+    program, eps = parse_loss("max(y_hat * (1 / y), y * (1 / y_hat)) with e = 0.01")
+    assert eps == pytest.approx(0.01) and program == parse("max(y_hat * (1 / y), y * (1 / y_hat))")
+    assert with_epsilon(to_infix(program), eps) == "max(y_hat * (1 / y), y * (1 / y_hat)) with e = 0.01"
+    assert parse_loss("y_hat - y") == (parse("y_hat - y"), None)
+    for bad in ("y_hat with e = 0", "y_hat with e = -1", "y_hat with e = inf", "y_hat with e = x"):
+        with pytest.raises(ValueError, match="epsilon"):
+            parse_loss(bad)
+    source = module_source(program, "symmetric", eps=0.01)
+    assert "EPS = 0.01" in source and "XI =" not in source
+    assert "XI =" in module_source(program, "symmetric") and "eps = None" in module_source(program, "symmetric")
