@@ -37,8 +37,11 @@ def distinct_losses(chosen: dict[str, list[dict]]) -> list[dict]:
 
 
 def phase3_key(losses: list[dict], baselines: str, config: EffectivenessConfig, clamp: str, data_key: str) -> str:
+    settings = asdict(config)
+    if settings["warmup"] == 0:  # added later: a key from before it (no warmup) stays the same
+        del settings["warmup"]
     blob = json.dumps({"losses": sorted((l["fingerprint"], l["program"]) for l in losses), "baselines": baselines,
-                       "config": asdict(config), "clamp": clamp, "data": data_key}, sort_keys=True, default=str)
+                       "config": settings, "clamp": clamp, "data": data_key}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -18,7 +18,7 @@ interval of the metric difference and a two-sided bootstrap p-value.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import torch
@@ -32,18 +32,39 @@ from lossgen.training.trainer import TrainConfig, train_epoch
 EPSILON_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
 
+# Early stopping (DESIGN.md "Phase III"): (warmup, patience, stale). `paper`: the rules apply from
+# the first epoch, stop after 10 consecutive worse epochs or when the best is more than 50 epochs
+# old. `official`: the authors' released code, which applies its rules only after 100 evaluations
+# and uses 100 for the staleness rule.
+EARLY_STOP = {"paper": (0, 10, 50), "official": (100, 10, 100)}
+
+
 @dataclass(frozen=True)
 class EffectivenessConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     eps_grid: tuple[float, ...] = EPSILON_GRID
     max_epochs: int = 300
-    patience: int = 10  # stop after this many consecutive worse epochs
-    stale: int = 50  # stop when the best epoch is more than this many epochs ago
+    patience: int = EARLY_STOP["paper"][1]  # stop after this many consecutive worse epochs
+    stale: int = EARLY_STOP["paper"][2]  # stop when the best epoch is more than this many epochs ago
     task: str = "classification"
     model: str = "mf"
     dim: int = 64
     train: TrainConfig = TrainConfig()
     bootstrap: int = 2000
+    warmup: int = EARLY_STOP["paper"][0]  # epochs before the patience and staleness rules apply
+
+    def with_early_stop(self, mode: str) -> "EffectivenessConfig":
+        """This config with the early-stopping rules of `mode` (a key of EARLY_STOP)."""
+        if mode not in EARLY_STOP:
+            raise ValueError(f"unknown early stop {mode!r}; choose {' or '.join(EARLY_STOP)}")
+        warmup, patience, stale = EARLY_STOP[mode]
+        return replace(self, warmup=warmup, patience=patience, stale=stale)
+
+    @property
+    def early_stop(self) -> str:
+        """The name of these rules (`paper`, `official`, or `custom`)."""
+        rules = (self.warmup, self.patience, self.stale)
+        return next((name for name, value in EARLY_STOP.items() if value == rules), "custom")
 
 
 @dataclass
@@ -98,6 +119,10 @@ def _expand(losses: Sequence[LossSpec], config: EffectivenessConfig) -> list[Run
 
 
 def _should_stop(run: Run, config: EffectivenessConfig) -> bool:
+    if run.epochs >= config.max_epochs:
+        return True
+    if run.epochs < config.warmup:
+        return False
     h = run.history
     worse_streak = len(h) > config.patience and all(h[-i] < h[-i - 1] for i in range(1, config.patience + 1))
     return worse_streak or (run.epochs - 1 - run.best_epoch) > config.stale or run.epochs >= config.max_epochs

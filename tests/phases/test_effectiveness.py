@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -94,3 +95,48 @@ def test_effectiveness_with_the_mlp_and_adam(data):
                                  train=TrainConfig(optimizer="adam", lr=0.001))
     result = run_effectiveness(data, [named("BCE"), named("SumR")], config)
     assert all(0.0 <= r.test["auc"][0] <= 1.0 for r in result.losses)
+
+
+def test_early_stop_modes():
+    from lossgen.phases.effectiveness import EARLY_STOP, EffectivenessConfig, Run, _should_stop
+    from lossgen.training.losses import named
+
+    paper = EffectivenessConfig()
+    official = paper.with_early_stop("official")
+    assert paper.early_stop == "paper" and official.early_stop == "official"
+    assert (official.warmup, official.patience, official.stale) == EARLY_STOP["official"] == (100, 10, 100)
+    with pytest.raises(ValueError, match="early stop"):
+        paper.with_early_stop("patient")
+
+    def run_with(history, best_epoch):
+        run = Run(named("BCE"), 0)
+        run.history, run.epochs, run.best_epoch = list(history), len(history), best_epoch
+        return run
+
+    falling = run_with([0.9 - 0.01 * i for i in range(12)], 0)  # 11 consecutive worse epochs
+    assert _should_stop(falling, paper) and not _should_stop(falling, official)  # official: not before 100
+    stale = run_with([0.5] * 60, 0)  # best 59 epochs ago
+    assert _should_stop(stale, paper) and not _should_stop(stale, official)
+    late_stale = run_with([0.5] * 102, 0)
+    assert _should_stop(late_stale, official)
+    capped = run_with([0.5 + 0.001 * i for i in range(5)], 4)
+    assert _should_stop(capped, replace(official, max_epochs=5))  # the epoch cap applies in every mode
+
+
+def test_the_phase3_key_of_a_comparison_does_not_change_with_the_default_early_stop():
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from lossgen.compare.phase3 import phase3_key
+    from lossgen.phases.effectiveness import EffectivenessConfig
+
+    config = EffectivenessConfig()
+    losses = [{"fingerprint": "ab", "program": [[0, 0, 1]]}]
+    before = asdict(config)
+    del before["warmup"]  # what a key was made of before the field existed
+    blob = json.dumps({"losses": [("ab", [[0, 0, 1]])], "baselines": "BCE", "config": before, "clamp": "paper",
+                       "data": "k"}, sort_keys=True, default=str)
+    assert phase3_key(losses, "BCE", config, "paper", "k") == hashlib.sha256(blob.encode()).hexdigest()[:20]
+    assert phase3_key(losses, "BCE", config.with_early_stop("official"), "paper", "k") != phase3_key(
+        losses, "BCE", config, "paper", "k")
