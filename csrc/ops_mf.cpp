@@ -6,6 +6,8 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <optional>
+#include <vector>
 #include <cmath>
 
 #include "core/eval_cpu.h"
@@ -39,9 +41,11 @@ Tables check_tables(const at::Tensor& user_emb, const at::Tensor& item_emb, cons
   return t;
 }
 
-void check_ids(const at::Tensor& ids, int64_t limit, const char* name) {
-  TORCH_CHECK_VALUE(ids.scalar_type() == at::kLong && ids.dim() == 1 && ids.is_contiguous(), name,
-                    " must be a contiguous int64 [B] tensor");
+void check_ids(const at::Tensor& ids, int64_t limit, const char* name, bool rows_allowed = false) {
+  TORCH_CHECK_VALUE(ids.scalar_type() == at::kLong && (ids.dim() == 1 || (rows_allowed && ids.dim() == 2)) &&
+                        ids.is_contiguous(),
+                    name, rows_allowed ? " must be a contiguous int64 [N] or [K, N] tensor"
+                                       : " must be a contiguous int64 [B] tensor");
   if (ids.numel() == 0) return;
   const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
   TORCH_CHECK_VALUE(lo >= 0 && hi < limit, name, " out of range: ids must be in [0, ", limit, "), got [", lo, ", ",
@@ -69,7 +73,7 @@ at::Tensor mf_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor
                           const at::Tensor& programs, const at::Tensor& loss_kind, const at::Tensor& loss_eps,
                           const at::Tensor& users, const at::Tensor& items, const at::Tensor& labels,
                           int64_t batch_size, double lr, double l2, double beta1, double beta2, double adam_eps,
-                          int64_t clamp) {
+                          int64_t clamp, const std::optional<at::Tensor>& order_row) {
   const Tables t = check_tables(user_emb, item_emb, user_bias, item_bias, global_bias, scale);
   TORCH_CHECK_VALUE(programs.scalar_type() == at::kInt && programs.dim() == 3 && programs.size(0) == t.k &&
                         programs.size(2) == 3 && programs.size(1) >= 1 && programs.size(1) <= kMaxSteps,
@@ -90,12 +94,30 @@ at::Tensor mf_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor
     TORCH_CHECK_VALUE(kind != kLossProgram || e == kPaperEps || (std::isfinite(e) && e > 0.0f), "loss_eps[", k,
                       "] = ", e, ": a program's smoothing epsilon must be finite and > 0 (0: the paper's smoothing)");
   }
-  check_ids(users, t.users, "users");
-  check_ids(items, t.items, "items");
-  TORCH_CHECK_VALUE(labels.scalar_type() == at::kFloat && labels.dim() == 1 && labels.is_contiguous() &&
-                        labels.numel() == users.numel() && items.numel() == users.numel(),
-                    "users, items and labels must be [B] with the same B");
-  const int64_t n = users.numel();
+  check_ids(users, t.users, "users", true);
+  check_ids(items, t.items, "items", true);
+  // One example order for all candidates ([N]); or several orders ([S, N], each run of a
+  // population its own data order, drawn from its seed) with order_row[k] naming candidate k's
+  // row (without order_row: S = K, row k).
+  const bool rows = users.dim() == 2;
+  TORCH_CHECK_VALUE(labels.scalar_type() == at::kFloat && labels.is_contiguous() && users.is_contiguous() &&
+                        items.is_contiguous() && labels.sizes() == users.sizes() && items.sizes() == users.sizes(),
+                    "users, items and labels must be contiguous tensors of the same shape, [N] or [S, N]");
+  std::vector<int64_t> row_of(t.k, 0);
+  if (order_row.has_value()) {
+    TORCH_CHECK_VALUE(rows, "order_row needs users, items and labels of shape [S, N]");
+    const at::Tensor r = order_row->contiguous();
+    TORCH_CHECK_VALUE(r.scalar_type() == at::kLong && r.sizes() == at::IntArrayRef({t.k}), "order_row must be int64 [K]");
+    for (int64_t k = 0; k < t.k; ++k) {
+      row_of[k] = r.data_ptr<int64_t>()[k];
+      TORCH_CHECK_VALUE(row_of[k] >= 0 && row_of[k] < users.size(0), "order_row[", k, "] = ", row_of[k],
+                        " is not a row of the ", users.size(0), " orders");
+    }
+  } else if (rows) {
+    TORCH_CHECK_VALUE(users.size(0) == t.k, "[S, N] orders without order_row need S = K, got S = ", users.size(0));
+    for (int64_t k = 0; k < t.k; ++k) row_of[k] = k;
+  }
+  const int64_t n = rows ? users.size(1) : users.numel();
   TORCH_CHECK_VALUE(n >= 1, "no training examples");
   TORCH_CHECK_VALUE(batch_size >= 1 && batch_size <= cpu::kBlock, "batch size must be in 1..", cpu::kBlock, ", got ",
                     batch_size);
@@ -129,8 +151,9 @@ at::Tensor mf_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor
         adam.moments = adam_moments.data_ptr<float>() + k * adam_moments.size(1) * adam_moments.size(2);
         adam.step = adam_step.data_ptr<int64_t>() + k;
       }
-      const double value = mf::train_epoch(p, loss, users.data_ptr<int64_t>(), items.data_ptr<int64_t>(),
-                                           labels.data_ptr<float>(), n, static_cast<int>(batch_size),
+      const int64_t row = row_of[k] * n;
+      const double value = mf::train_epoch(p, loss, users.data_ptr<int64_t>() + row, items.data_ptr<int64_t>() + row,
+                                           labels.data_ptr<float>() + row, n, static_cast<int>(batch_size),
                                            static_cast<float>(lr), static_cast<float>(l2), use_adam ? &adam : nullptr);
       losses.data_ptr<double>()[k] = value;
       if (std::isnan(value)) bad = true;
@@ -173,7 +196,7 @@ TORCH_LIBRARY_FRAGMENT(lossgen, m) {
       "mf_train_epoch(Tensor(a!) user_emb, Tensor(b!) item_emb, Tensor(c!) user_bias, Tensor(d!) item_bias, "
       "Tensor(e!) global_bias, Tensor(f!) scale, Tensor(g!) adam_moments, Tensor(h!) adam_step, Tensor programs, "
       "Tensor loss_kind, Tensor loss_eps, Tensor users, Tensor items, Tensor labels, int batch_size, float lr, "
-      "float l2, float beta1, float beta2, float adam_eps, int clamp) -> Tensor");
+      "float l2, float beta1, float beta2, float adam_eps, int clamp, Tensor? order_row=None) -> Tensor");
   m.def(
       "mf_predict(Tensor user_emb, Tensor item_emb, Tensor user_bias, Tensor item_bias, Tensor global_bias, "
       "Tensor scale, Tensor users, Tensor items) -> Tensor");

@@ -7,8 +7,16 @@ import time
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from lossgen.phases.executor import ExecutorError, ExecutorSettings
 from lossgen.runs import RunError, RunStore
+
+EXECUTOR_HELP = ("Where the work runs: local (this machine's processes) or ray (a Ray cluster; "
+                 'pip install "lossgen[ray]"). [default: local]')
+RAY_ADDRESS_HELP = ("With --executor ray: the cluster to join (auto: the one `ray start --head` started here; "
+                    "HOST:PORT). [default: start a private local Ray]")
+WORKERS_HELP = "With --executor ray: Ray actors that share the work. [default: the cluster's CPUs]"
 
 console = Console()
 if not console.is_terminal:
@@ -39,8 +47,9 @@ def warn(message: str) -> None:
 
 
 def fail(message: str) -> None:
-    """Print a one-line error and exit with status 2."""
-    console.print(f"[red]error:[/red] {' '.join(str(message).split())}", highlight=False, soft_wrap=True)
+    """Print a one-line error and exit with status 2 (the message as written: brackets in it, such as
+    `lossgen[ray]`, are not read as markup)."""
+    console.print(f"[red]error:[/red] {escape(' '.join(str(message).split()))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -59,4 +68,12 @@ def open_run(path, readonly: bool = False) -> RunStore:
     try:
         return RunStore.open_readonly(path) if readonly else RunStore.open_existing(path)
     except RunError as err:
+        fail(str(err))
+
+
+def executor_settings(executor: str | None, ray_address: str | None, workers: int | None = None) -> ExecutorSettings:
+    """The executor options as library settings (one line and exit 2 when Ray is missing)."""
+    try:
+        return ExecutorSettings.from_options(executor, ray_address, workers)
+    except ExecutorError as err:
         fail(str(err))

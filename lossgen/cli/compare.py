@@ -15,7 +15,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lossgen.cli.common import PlainProgress, console, fail
+from lossgen.cli.common import (EXECUTOR_HELP, RAY_ADDRESS_HELP, PlainProgress, console, executor_settings,
+                                 fail)
 from lossgen.cli.config import load_config_file, resolve
 from lossgen.cli.options import with_options
 from lossgen.compare.plan import SAFETY_STOPS, ComparePlan, shared_search
@@ -97,6 +98,8 @@ def compare(
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help=f"Phase III epoch cap per training run. [default: {Phase3Settings.max_epochs}]"),
     baselines: Optional[str] = typer.Option(None, help=f"Handcrafted losses in the same Phase III. [default: {Phase3Settings.baselines}]"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file of option values (command line wins)."),
+    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + " With ray every search is a Ray task and --jobs is ignored."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Compare search strategies head to head: equal budgets, several seeds, one Phase III, paired
     tests. Resumable: the same command again continues where it stopped."""
@@ -105,6 +108,7 @@ def compare(
            "baselines": baselines}
     s = _settings({**options, **own}, config)
     plan = _plan(s)
+    where = executor_settings(executor, ray_address)
     out_dir = Path(s["out"])
     columns = [TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as bar:
@@ -141,7 +145,7 @@ def compare(
 
         try:
             result = run_compare(plan, out_dir, s["jobs"], CompareHooks(on_round, on_run_done, on_phase, on_epoch),
-                                 command_line(s))
+                                 command_line(s), executor=where)
         except KeyboardInterrupt:
             console.print(f"interrupted: finished work is saved in {out_dir}; run the same command to resume", highlight=False)
             raise typer.Exit(130)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Optional
@@ -10,10 +11,12 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from lossgen.cli.common import PlainProgress, console, fail, open_run
+from lossgen.cli.common import (EXECUTOR_HELP, RAY_ADDRESS_HELP, WORKERS_HELP, PlainProgress, console,
+                                 executor_settings, fail, open_run)
 from lossgen.data import load
 from lossgen.ir.formula import parse_loss
 from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
+from lossgen.phases.executor import ExecutorError, ExecutorSettings, ray_session
 from lossgen.phases.runs import evaluate_run
 from lossgen.phases.rundata import run_dataset
 from lossgen.phases.settings import DEFAULT_BASELINES, Phase3Settings
@@ -24,9 +27,10 @@ from lossgen.training.trainer import TrainConfig
 from lossgen.util.atomic import check_writable_dir
 
 
-def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd"):
+def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd", executor: ExecutorSettings | None = None):
     """Phase III on a run's best candidates next to the baselines; writes RUN/phase3/ and prints
-    the table."""
+    the table. With the ray `executor`, the runs are sharded over Ray actors (same table)."""
+    executor = executor or ExecutorSettings()
     if data.key != store.config.get("data_key"):
         fail(f"the dataset {data.name!r} differs from the one run {store.path} searched on (its split key changed)")
     out = Path(store.path) / "phase3"
@@ -37,7 +41,7 @@ def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd"):
     try:
         train = TrainConfig.from_dict({**store.config.get("train", {}), "optimizer": optimizer})
         config = EffectivenessConfig(seeds=tuple(range(settings.seeds)), max_epochs=settings.max_epochs, train=train)
-        with Progress(console=console, transient=True) as bar:
+        with _session(executor), Progress(console=console, transient=True) as bar:
             job = bar.add_task("Phase III", total=settings.max_epochs)
 
             plain = PlainProgress()
@@ -46,7 +50,7 @@ def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd"):
                 bar.update(job, completed=epoch, description=f"Phase III: epoch {epoch}, {active} runs training")
                 plain(f"Phase III: epoch {epoch} of at most {settings.max_epochs}, {active} runs training")
 
-            result = evaluate_run(store, data, settings.top, settings.baselines, config, progress)
+            result = evaluate_run(store, data, settings.top, settings.baselines, config, progress, executor=executor)
     except KeyboardInterrupt:
         console.print(f"interrupted: Phase III results were not saved; the search and Phase II are intact in "
                       f"{store.path}; run the same command to redo Phase III", highlight=False, soft_wrap=True)
@@ -72,6 +76,11 @@ def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd"):
     return result
 
 
+def _session(executor: ExecutorSettings):
+    """Ray connected for a sharded Phase III, nothing for the local one."""
+    return ray_session(executor) if executor.is_ray else contextlib.nullcontext()
+
+
 def result_model(store, config: EffectivenessConfig) -> str:
     return store.config.get("model", config.model)
 
@@ -92,8 +101,12 @@ def evaluate(
     device: str = typer.Option("cpu", help="Device; the fused MF trainer runs on cpu."),
     out: Optional[Path] = typer.Option(None, help="Directory for effectiveness.{md,csv,json}."),
     fmt: str = typer.Option("table", "--format", help="What to print: table, csv or json."),
+    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + " With ray the runs are split by loss across Ray actors."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    workers: Optional[int] = typer.Option(None, help=WORKERS_HELP),
 ) -> None:
     """Train every loss to convergence (epsilon by validation grid search) and report test metrics."""
+    where = executor_settings(executor, ray_address, workers)
     if model not in ("mf", "mlp"):
         fail(f"unknown --model {model!r}; choose mf or mlp")
     if device != "cpu":
@@ -116,7 +129,7 @@ def evaluate(
             store.close()
             fail(" ".join(str(err).split()))
         run_phase3(store, data, Phase3Settings(top, seeds, max_epochs, DEFAULT_BASELINES if losses is None else losses),
-                   optimizer)
+                   optimizer, where)
         console.print(f"wrote {Path(store.path) / 'phase3'}", highlight=False)
         store.close()
         return
@@ -142,7 +155,7 @@ def evaluate(
     config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task, model=model, train=train)
     start = time.perf_counter()
     try:
-        with Progress(console=console, transient=True) as bar:
+        with _session(where), Progress(console=console, transient=True) as bar:
             job = bar.add_task("training", total=max_epochs)
 
             plain = PlainProgress()
@@ -151,7 +164,9 @@ def evaluate(
                 bar.update(job, completed=epoch, description=f"epoch {epoch}, {active} runs training")
                 plain(f"epoch {epoch} of at most {max_epochs}, {active} runs training")
 
-            result = run_effectiveness(data, specs, config, progress)
+            result = run_effectiveness(data, specs, config, progress, where)
+    except ExecutorError as err:
+        fail(str(err))
     except KeyboardInterrupt:
         console.print("interrupted: nothing was saved (results are printed and written only when training "
                       "finishes)", highlight=False, soft_wrap=True)

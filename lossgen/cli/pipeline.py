@@ -7,6 +7,7 @@ larger limit extends a finished one. User errors print one line and exit 2.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Optional
@@ -16,13 +17,15 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lossgen.cli.common import PlainProgress, console, fail, open_run, warn
+from lossgen.cli.common import (EXECUTOR_HELP, RAY_ADDRESS_HELP, WORKERS_HELP, PlainProgress, console,
+                                 executor_settings, fail, open_run, warn)
 from lossgen.cli.config import load_config_file, resolve
 from lossgen.cli.evaluate import run_phase3
 from lossgen.cli.options import with_options
 from lossgen.data import load
 from lossgen.ir.formula import parse_loss, with_epsilon
 from lossgen.phases.check import validation_check
+from lossgen.phases.executor import ExecutorError, ExecutorSettings, ray_session
 from lossgen.phases.runs import check_run
 from lossgen.phases.rundata import remember_data
 from lossgen.phases.search import LossSearch
@@ -76,8 +79,10 @@ def _round_line(r) -> str:
             f"val {r.metric.upper()} {r.validation:.4f}")
 
 
-def run_search(s: dict):
-    """Phase I with resolved settings `s`; returns (store, dataset, result)."""
+def run_search(s: dict, executor: ExecutorSettings | None = None):
+    """Phase I with resolved settings `s`; returns (store, dataset, result). With the ray
+    `executor`, each round's population is split across Ray actors (same trajectory)."""
+    executor = executor or ExecutorSettings()
     config, limits = _search_config(s)
     dataset = _load_data(s["dataset"], s["data_dir"])
     run_dir = Path(s["run_dir"]) if s["run_dir"] else default_run_dir(s)
@@ -85,9 +90,22 @@ def run_search(s: dict):
         config = config.resolved(dataset)
         store = RunStore.open_or_create(run_dir, run_config(config, dataset, str(s["dataset"])))
         remember_data(store, dataset, str(s["dataset"]), s["data_dir"])  # for `lossgen evaluate RUN`
-        search = LossSearch(dataset, store, config)
     except (RunError, ValueError) as err:
         fail(str(err))
+    with contextlib.ExitStack() as session:
+        try:
+            if executor.is_ray:
+                session.enter_context(ray_session(executor))
+            search = LossSearch(dataset, store, config, executor=executor)
+            session.callback(search.close)
+        except (RunError, ValueError) as err:
+            store.close()
+            fail(str(err))
+        result = _search_loop(search, store, run_dir, limits)
+    return store, dataset, result
+
+
+def _search_loop(search, store, run_dir, limits):
     resumed = store.last_round() + 1
     console.print(f"run directory {run_dir}" + (f" (resuming after round {resumed - 1})" if resumed else ""), highlight=False)
     total = limits.budget or limits.max_sampled or limits.max_rounds
@@ -107,7 +125,7 @@ def run_search(s: dict):
     except KeyboardInterrupt:
         console.print(f"interrupted: completed rounds are saved in {run_dir}; run the same command to resume", highlight=False)
         raise typer.Exit(130)
-    except RunError as err:  # a write that failed (disk full, ...): the completed rounds are kept
+    except (RunError, ExecutorError) as err:  # a failed write (disk full, ...), a lost cluster: rounds are kept
         fail(str(err))
     seconds = max(result.elapsed, 1e-9)
     t = result.totals
@@ -117,13 +135,17 @@ def run_search(s: dict):
     if result.best_id is not None:
         best = store.candidate(result.best_id)
         console.print(f"best candidate {best.id}: {best.formula} (reward {best.reward:+.4f})", highlight=False)
-    return store, dataset, result
+    return result
 
 
 @with_options(SEARCH_NAMES)
-def search(options: dict, config: Optional[Path] = typer.Option(None, "--config", help="TOML file of option values (command line wins).")) -> None:
+def search(options: dict, config: Optional[Path] = typer.Option(None, "--config", help="TOML file of option values (command line wins)."),
+           executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + " With ray each round's candidates are split across Ray actors."),
+           ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+           workers: Optional[int] = typer.Option(None, help=WORKERS_HELP)) -> None:
     """Phase I: search for losses with a strategy; resumable (run the same command again)."""
-    store, _, _ = run_search(_settings(options, config))
+    where = executor_settings(executor, ray_address, workers)
+    store, _, _ = run_search(_settings(options, config), where)
     store.close()
 
 
@@ -203,9 +225,13 @@ def run(
     seeds: Optional[int] = typer.Option(None, help=f"Phase III seeds per loss. [default: {Phase3Settings.seeds}]"),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help=f"Phase III epoch cap per run. [default: {Phase3Settings.max_epochs}]"),
     baselines: Optional[str] = typer.Option(None, help=f"Handcrafted losses trained next to them. [default: {Phase3Settings.baselines}]"),
+    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + " With ray the search rounds and Phase III are split across Ray actors."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    workers: Optional[int] = typer.Option(None, help=WORKERS_HELP),
 ) -> None:
     """All three phases: search, validation check, effectiveness test; then the run's report.
     Resumable: the same command again continues where it stopped."""
+    where = executor_settings(executor, ray_address, workers)
     cli = {**options, "threshold": threshold, "top": top, "seeds": seeds, "max_epochs": max_epochs,
            "baselines": baselines}
     s = _settings(cli, config, PHASE_OPTIONS)
@@ -215,9 +241,9 @@ def run(
         CheckSettings(s["threshold"]).check()
     except ValueError as err:
         fail(str(err))
-    store, data, _ = run_search(s)
+    store, data, _ = run_search(s, where)
     run_check(store, s["threshold"])
-    run_phase3(store, data, phase3, s["optimizer"])
+    run_phase3(store, data, phase3, s["optimizer"], where)
     try:
         paths = write_report(store.path)
     except (ValueError, OSError) as err:

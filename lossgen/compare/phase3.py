@@ -46,7 +46,7 @@ def phase3_key(losses: list[dict], baselines: str, config: EffectivenessConfig, 
 
 
 def shared_phase3(out: Path, dataset, chosen: dict[str, list[dict]], baselines: str, config: EffectivenessConfig,
-                  clamp: str, progress=None) -> dict:
+                  clamp: str, progress=None, executor=None) -> dict:
     """Phase III results {key, metric, reference, results[...]} (trained now or reused)."""
     losses = distinct_losses(chosen)
     key = phase3_key(losses, baselines, config, clamp, dataset.key)
@@ -62,7 +62,7 @@ def shared_phase3(out: Path, dataset, chosen: dict[str, list[dict]], baselines: 
     specs += parse_losses(baselines) if baselines.strip() else []
     if not specs:
         raise ValueError("Phase III has nothing to train: no candidate passed Phase II and no baselines are given")
-    result = run_effectiveness(dataset, specs, config, progress)
+    result = run_effectiveness(dataset, specs, config, progress, executor)
     metric = result_metric(result)
     by_name = {l["name"]: l for l in losses}
     results = []

@@ -28,6 +28,7 @@ from lossgen.search import STRATEGIES
 
 _PER_RUN = ("strategy", "seed")  # SearchConfig fields a plan sets per run
 SAFETY_STOPS = ("max_sampled", "time_limit", "max_rounds", "patience")
+PLAN_FILE = "plan.json"  # what identifies the comparison (OUT/plan.json); compare.json is the report's
 
 
 def shared_search(config: SearchConfig) -> dict:

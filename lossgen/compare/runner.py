@@ -9,12 +9,14 @@ finished runs are not searched again, and a finished Phase III is not trained ag
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from lossgen.phases.effectiveness import EffectivenessConfig
+from lossgen.phases.executor import ExecutorSettings, ray_session
 from lossgen.phases.rundata import data_record, load_remembered
 from lossgen.phases.runs import check_run, phase2_current
 from lossgen.runs import RunStore
@@ -22,7 +24,7 @@ from lossgen.training.trainer import TrainConfig
 from lossgen.util.atomic import write_text_atomic
 from lossgen.compare.measures import run_measures
 from lossgen.compare.phase3 import shared_phase3
-from lossgen.compare.plan import ComparePlan, run_dir, run_name
+from lossgen.compare.plan import PLAN_FILE, ComparePlan, run_dir, run_name
 from lossgen.compare.report import write_report
 from lossgen.compare.searches import prepare_runs, run_searches
 from lossgen.compare.summary import summarize
@@ -37,7 +39,6 @@ class CompareHooks:
     on_epoch: Callable[[int, int], None] | None = None  # Phase III (epoch, runs still training)
 
 
-PLAN_FILE = "plan.json"  # what identifies the comparison; compare.json is the report's
 
 
 def check_same_comparison(out: Path, plan: ComparePlan, data_key: str) -> None:
@@ -73,9 +74,13 @@ def _saved_data(out: Path) -> dict | None:
 
 
 def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks | None = None,
-                command: str | None = None) -> dict:
-    """Run (or resume) the comparison; returns {"summary", "measures", "phase3", "files"}."""
+                command: str | None = None, executor: ExecutorSettings | None = None) -> dict:
+    """Run (or resume) the comparison; returns {"summary", "measures", "phase3", "files"}.
+    `executor`: where the searches run (local processes, or Ray tasks); not part of the plan, so
+    a comparison started one way resumes the other, with the same results."""
     hooks = hooks or CompareHooks()
+    executor = executor or ExecutorSettings()
+    executor.check()
     plan.check()
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -93,8 +98,16 @@ def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks
                                                    "data": data_record(dataset, plan.dataset, plan.data_dir)},
                                                   indent=2) + "\n")
 
+    # one Ray session (when asked for) for the searches and Phase III
+    with ray_session(executor) if executor.is_ray else contextlib.nullcontext():
+        return _run_phases(plan, out, dataset, jobs, hooks, command, executor)
+
+
+def _run_phases(plan: ComparePlan, out: Path, dataset, jobs: int, hooks: CompareHooks, command: str | None,
+                executor: ExecutorSettings) -> dict:
+    """Phase I of every run, Phase II, the shared Phase III and the report (the plan is recorded)."""
     _phase(hooks, "search")
-    run_searches(plan, out, dataset, jobs, hooks.on_round, hooks.on_run_done)
+    run_searches(plan, out, dataset, jobs, hooks.on_round, hooks.on_run_done, executor)
 
     _phase(hooks, "check")
     measures, chosen, run_config = {}, {}, None
@@ -114,7 +127,9 @@ def run_compare(plan: ComparePlan, out: Path, jobs: int = 1, hooks: CompareHooks
     config = EffectivenessConfig(seeds=tuple(range(plan.phase3_seeds)), max_epochs=plan.max_epochs,
                                  task=run_config["task"], model=run_config["model"], dim=run_config["dim"],
                                  train=TrainConfig.from_dict(run_config.get("train", {})))
-    phase3 = shared_phase3(out, dataset, chosen, plan.baselines, config, run_config.get("clamp", "paper"), hooks.on_epoch)
+    # with ray: Phase III sharded by loss over Ray actors (same table)
+    phase3 = shared_phase3(out, dataset, chosen, plan.baselines, config, run_config.get("clamp", "paper"),
+                           hooks.on_epoch, executor)
 
     _phase(hooks, "report")
     summary = summarize(plan, measures, phase3)

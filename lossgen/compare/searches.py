@@ -1,4 +1,5 @@
-"""Phase I of every run of a comparison: one after another here, or in `jobs` worker processes.
+"""Phase I of every run of a comparison: one after another here, in `jobs` worker processes, or
+as Ray tasks on a cluster (`executor`, lossgen.compare.distributed).
 
 Workers are spawned (not forked: torch's thread pools do not survive a fork) and each gets
 cpu_count // jobs threads. A run's results do not depend on how many threads it had: the
@@ -19,6 +20,7 @@ import torch
 
 from lossgen.compare.plan import ComparePlan, run_dir, run_name
 from lossgen.data import load
+from lossgen.phases.executor import ExecutorSettings
 from lossgen.phases.rundata import remember_data
 from lossgen.phases.search import LossSearch, stop_reason
 from lossgen.phases.settings import run_config
@@ -85,8 +87,11 @@ def search_one(plan: dict, out: str, strategy: str, seed: int, threads: int | No
 
 
 def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round: RoundCallback | None = None,
-                 on_done: Callable[[dict], None] | None = None) -> list[dict]:
-    """Every run of the plan to its limits; returns their outcomes in plan order."""
+                 on_done: Callable[[dict], None] | None = None,
+                 executor: ExecutorSettings | None = None) -> list[dict]:
+    """Every run of the plan to its limits; returns their outcomes in plan order. With the ray
+    `executor`, `jobs` is ignored: every search is a Ray task and the cluster's CPUs bound how many
+    run at once."""
     every = plan.runs()
     outcomes: dict[str, dict] = {}
 
@@ -103,7 +108,12 @@ def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round:
         else:
             finished(outcome)
 
-    if jobs <= 1 or len(tasks) <= 1:  # no worker pool for a single run
+    if executor is not None and executor.is_ray:
+        if tasks:
+            from lossgen.compare.distributed import run_searches_ray  # noqa: PLC0415 - imports ray
+
+            run_searches_ray(plan, out, dataset, tasks, executor, on_round, finished)
+    elif jobs <= 1 or len(tasks) <= 1:  # no worker pool for a single run
         for strategy, seed in tasks:
             finished(search_one(plan.to_dict(), str(out), strategy, seed, events=lambda e: on_round and on_round(*e),
                                 dataset=dataset))

@@ -77,17 +77,21 @@ class MFPopulation:
     def _tensors(self):
         return (self.user_emb, self.item_emb, self.user_bias, self.item_bias, self.global_bias, self.scale)
 
-    def fit_epoch(self, losses: "Sequence[LossSpec] | LossTable", users, items, labels, config) -> torch.Tensor:
+    def fit_epoch(self, losses: "Sequence[LossSpec] | LossTable", users, items, labels, config,
+                  order_row: torch.Tensor | None = None) -> torch.Tensor:
         """One epoch over the examples in the given order (`lossgen.training.trainer.train_epoch`
-        shuffles them); `config` is a TrainConfig. Returns each candidate's mean loss [K]."""
+        shuffles them); `config` is a TrainConfig. users, items and labels are [N] (one order for
+        all candidates) or [S, N] with `order_row` [K] naming each candidate's order. Returns each
+        candidate's mean loss [K]."""
         table = losses if isinstance(losses, LossTable) else LossTable.build(losses)
         if table.kinds.shape[0] != self.size:
             raise ValueError(f"{table.kinds.shape[0]} losses for a population of {self.size}")
         return self.train_steps(table, users, items, labels, config.batch_size, config.lr, config.l2,
-                                config.optimizer, config.betas, config.adam_eps)
+                                config.optimizer, config.betas, config.adam_eps, order_row)
 
     def train_steps(self, losses: LossTable, users, items, labels, batch_size: int, lr: float, l2: float,
-                    optimizer: str = "sgd", betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:
+                    optimizer: str = "sgd", betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                    order_row: torch.Tensor | None = None) -> torch.Tensor:
         """Steps over the examples in the given order, in consecutive mini-batches of `batch_size`
         (one step if there are no more than that); returns each candidate's mean loss (float64
         [K]). Candidates run in parallel, each through all its steps with its tables in cache.
@@ -102,7 +106,7 @@ class MFPopulation:
         steps = self.adam_step if optimizer == "adam" else torch.empty(0, dtype=torch.long)
         return torch.ops.lossgen.mf_train_epoch(*self._tensors(), moments, steps, losses.programs, losses.kinds,
                                                 losses.eps, users, items, labels, batch_size, lr, l2, betas[0],
-                                                betas[1], eps, losses.clamp)
+                                                betas[1], eps, losses.clamp, order_row)
 
     def _start_adam(self) -> None:
         if self.adam_moments.numel():

@@ -246,18 +246,24 @@ class MLPPopulation:
         gh = torch.addcmul(gsum * (a / -n), gy, a, out=gy).addcmul_(xhat, gxsum * (a / -n))
         return gh, gxsum.squeeze(1).mul_(_KEEP_SCALE), gsum.squeeze(1).mul_(_KEEP_SCALE)
 
-    def fit_epoch(self, specs: Sequence[LossSpec], users, items, labels, config) -> torch.Tensor:
+    def fit_epoch(self, specs: Sequence[LossSpec], users, items, labels, config,
+                  order_row: torch.Tensor | None = None) -> torch.Tensor:
         """One epoch over the examples in the given order, in mini-batches of
-        `config.batch_size`; returns each candidate's mean loss (float64 [K])."""
+        `config.batch_size`; returns each candidate's mean loss (float64 [K]). users, items and
+        labels are [N] (one order for all), or [S, N] with `order_row` [K] naming each
+        candidate's order."""
         if len(specs) != self.size:
             raise ValueError(f"{len(specs)} losses for a population of {self.size}")
+        if order_row is not None:  # each candidate its own batches: [K, N]
+            users, items, labels = (t.index_select(0, order_row) for t in (users, items, labels))
         total = torch.zeros(self.size, dtype=torch.float64)
-        for start in range(0, users.shape[0], config.batch_size):
-            sl = slice(start, start + config.batch_size)
+        n = users.shape[-1]  # [N]: one order for all; [K, N]: each candidate its own
+        for start in range(0, n, config.batch_size):
+            sl = (..., slice(start, start + config.batch_size))
             losses_k = self.step(specs, users[sl], items[sl], labels[sl], config.lr, config.l2,
                                  optimizer=config.optimizer, betas=config.betas, eps=config.adam_eps)
-            total += losses_k.double() * labels[sl].numel()
-        return total / users.shape[0]
+            total += losses_k.double() * labels[sl].shape[-1]
+        return total / n
 
     def step(self, specs: Sequence[LossSpec], users, items, labels, lr: float, l2: float, *,
              optimizer: str = "sgd", betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:
@@ -282,8 +288,21 @@ class MLPPopulation:
             losses = self._step(specs, users, items, labels, lr, l2, adam, betas, eps)
         return losses.clone()
 
+    def _rows(self, table: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A [K, n, d] table as a 2-D view of its rows, and where the per-candidate ids [K, B]
+        are in it: row (k, id) is at id * K + k when the table is stored [n, K, d] (as the
+        embedding tables are), or at k * n + id when stored [K, n, d]."""
+        k, n, d = table.shape
+        candidates = torch.arange(k).unsqueeze(1)
+        if table.transpose(0, 1).is_contiguous():
+            return table.transpose(0, 1).view(-1, d), (ids * k + candidates).reshape(-1)
+        if not table.is_contiguous():  # a copy would take the updates: never silently
+            raise RuntimeError("an embedding table must be stored [n, K, d] or [K, n, d]")
+        return table.view(-1, d), (candidates * n + ids).reshape(-1)
+
     def _step(self, specs, users, items, labels, lr, l2, adam, betas, eps) -> torch.Tensor:
-        t, k, b, d = self.t, self.size, users.shape[0], self.dim
+        t, k, b, d = self.t, self.size, users.shape[-1], self.dim
+        own = users.dim() == 2  # each candidate its own batch (its own data order)
         buf = self._buf
         s = t["scale"].to(torch.float32).unsqueeze(1)
         keep1, keep2 = self.dropout_keep(b)
@@ -291,8 +310,13 @@ class MLPPopulation:
 
         # forward; the embedding rows are used as stored (divided by s), s goes into batch norm
         rows, x = buf("rows", (b, k, d)), buf("x", (k, b, 2 * d))
-        x[:, :, :d].copy_(torch.index_select(t["user_emb"].transpose(0, 1), 0, users, out=rows).transpose(0, 1))
-        x[:, :, d:].copy_(torch.index_select(t["item_emb"].transpose(0, 1), 0, items, out=rows).transpose(0, 1))
+        if own:
+            for name, ids, part in (("user_emb", users, slice(None, d)), ("item_emb", items, slice(d, None))):
+                table, at = self._rows(t[name], ids)
+                x[:, :, part].copy_(table.index_select(0, at).view(k, b, d))
+        else:
+            x[:, :, :d].copy_(torch.index_select(t["user_emb"].transpose(0, 1), 0, users, out=rows).transpose(0, 1))
+            x[:, :, d:].copy_(torch.index_select(t["item_emb"].transpose(0, 1), 0, items, out=rows).transpose(0, 1))
         h1 = torch.bmm(x, t["w1"], out=buf("h1", (k, b, HIDDEN[0])))
         o1, r1, gain1 = self._bn_forward(h1, 1, s, keep1)
         h2 = torch.bmm(o1, t["w2"], out=buf("h2", (k, b, HIDDEN[1])))
@@ -333,6 +357,10 @@ class MLPPopulation:
             torch._foreach_mul_([t[n] for n in DENSE if n != "w1"], decay)
             torch._foreach_add_([t[n] for n in stepped], [grads[n] for n in stepped], alpha=-lr)
             for name, ids, g in (("user_emb", users, gx[:, :, :d]), ("item_emb", items, gx[:, :, d:])):
+                if own:
+                    table, at = self._rows(t[name], ids)
+                    table.index_add_(0, at, g.reshape(-1, d))
+                    continue
                 table = t[name].transpose(0, 1)  # [n, K, d], contiguous
                 table.view(table.shape[0], -1).index_add_(0, ids, rows.copy_(g.transpose(0, 1)).view(b, -1))
             t["scale"].copy_(s_next)
@@ -368,6 +396,9 @@ class MLPPopulation:
             p.sub_(m / denom * (lr / bc1).to(p.dtype).view(view))
         step_size = (lr * bc2.sqrt() / bc1).to(torch.float32)[:, None, None]
         for name, (ids, g) in rows.items():  # torch.optim.SparseAdam on the rows of the batch
+            if ids.dim() == 2:  # each candidate its own rows
+                self._adam_own_rows(name, ids, g, l2, b1, b2, eps, step_size)
+                continue
             table, m, v = t[name], t[f"m_{name}"], t[f"v_{name}"]
             uniq, inv = torch.unique(ids, return_inverse=True)
             grad = torch.zeros(self.size, uniq.shape[0], self.dim).index_add_(1, inv, g)  # duplicates summed
@@ -380,6 +411,32 @@ class MLPPopulation:
             m.index_copy_(1, uniq, m_new)
             v.index_copy_(1, uniq, v_new)
             table.index_copy_(1, uniq, w - step_size * (m_new / v_new.sqrt().add_(eps)))
+
+    def _adam_own_rows(self, name, ids, g, l2, b1, b2, eps, step_size) -> None:
+        """Lazy Adam on each candidate's own batch rows: the same update as the shared-batch path,
+        on the rows of the tables (`_rows`; the moments are stored like their table)."""
+        t, d, k = self.t, self.dim, self.size
+        table, at = self._rows(t[name], ids)
+        m, at_m = self._rows(t[f"m_{name}"], ids)
+        v, at_v = self._rows(t[f"v_{name}"], ids)
+        if not (torch.equal(at, at_m) and torch.equal(at, at_v)):
+            raise RuntimeError(f"the Adam moments of {name} are stored unlike the table")
+        uniq, inv = torch.unique(at, return_inverse=True)
+        grad = torch.zeros(uniq.shape[0], d).index_add_(0, inv, g.reshape(-1, d))
+        w = table.index_select(0, uniq)
+        if l2:
+            grad.add_(w, alpha=l2)
+        m_old, v_old = m.index_select(0, uniq), v.index_select(0, uniq)
+        m_new = (grad - m_old).mul_(1 - b1).add_(m_old)
+        v_new = (grad * grad).sub_(v_old).mul_(1 - b2).add_(v_old)
+        m.index_copy_(0, uniq, m_new)
+        v.index_copy_(0, uniq, v_new)
+        if t[name].transpose(0, 1).is_contiguous():
+            candidate = uniq % k
+        else:
+            candidate = torch.div(uniq, t[name].shape[1], rounding_mode="floor")
+        size = step_size.view(-1)[candidate].unsqueeze(1)
+        table.index_copy_(0, uniq, w - size * (m_new / v_new.sqrt().add_(eps)))
 
     # ------------------------------------------------------------------ population
 

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import torch
 
 from lossgen.data.dataset import Dataset, Split
+from lossgen.phases.executor import ExecutorSettings
 from lossgen.training.losses import BASELINES, LossSpec
 from lossgen.training.metrics import TASK_METRICS, Metrics, metric_for_task
 from lossgen.models import create_population
@@ -136,11 +137,14 @@ def train_to_convergence(dataset: Dataset, runs: list[Run], config: Effectivenes
     model = create_population(config.model, dataset.n_users, dataset.n_items, [r.seed for r in runs], config.dim)
     best = model.select(range(len(runs)))
     losses = [r.spec for r in runs]
-    order_gen = torch.Generator().manual_seed(min(config.seeds) if config.seeds else 0)
+    # A seed sets a run's initialisation and its data order: runs of one seed (different losses,
+    # epsilons) share an order, so losses stay paired by seed; runs of other seeds differ.
+    seed_order = {seed: torch.Generator().manual_seed(seed) for seed in sorted({r.seed for r in runs})}
+    orders = [seed_order[r.seed] for r in runs]
     active = list(range(len(runs)))
     epoch = 0
     while active:
-        train_epoch(model, losses, train.users, train.items, train.labels, config.train, order_gen)
+        train_epoch(model, losses, train.users, train.items, train.labels, config.train, orders)
         utility = metric.utility(model.predict(val.users, val.items), val.labels).tolist()
         improved, still = [], []
         for slot, k in enumerate(active):
@@ -161,6 +165,7 @@ def train_to_convergence(dataset: Dataset, runs: list[Run], config: Effectivenes
         if len(still) < len(active):  # shrink the population to the runs still training
             model = model.select(still)
             losses = [losses[s] for s in still]
+            orders = [orders[s] for s in still]
             active = [active[s] for s in still]
     return best
 
@@ -188,7 +193,13 @@ def _paired_bootstrap(scores_a: torch.Tensor, scores_b: torch.Tensor, labels: to
 
 
 def run_effectiveness(dataset: Dataset, losses: Sequence[LossSpec], config: EffectivenessConfig = EffectivenessConfig(),
-                      progress: Callable[[int, int], None] | None = None) -> EffectivenessResult:
+                      progress: Callable[[int, int], None] | None = None,
+                      executor: ExecutorSettings | None = None) -> EffectivenessResult:
+    """`executor`: with `ray`, the runs are split by loss over Ray actors
+    (lossgen.phases.distributed.train_sharded; Ray must be connected, see `ray_session`) and
+    only the selection, the test predictions' metrics and the bootstraps happen here. Each run
+    trains as it would in the whole population (the same seed, the same batch order per epoch,
+    its own early stop), so the table is the same."""
     if not losses:
         raise ValueError("no losses to evaluate")
     if not config.seeds:
@@ -198,7 +209,12 @@ def run_effectiveness(dataset: Dataset, losses: Sequence[LossSpec], config: Effe
         raise ValueError(f"duplicate loss names: {names}")
     metric = metric_for_task(config.task)
     runs = _expand(losses, config)
-    best = train_to_convergence(dataset, runs, config, progress)
+    if executor is not None and executor.is_ray:
+        from lossgen.phases.distributed import train_sharded  # noqa: PLC0415 - Ray only when asked for
+
+        best = train_sharded(dataset, runs, config, executor, progress)
+    else:
+        best = train_to_convergence(dataset, runs, config, progress)
 
     # Selection on validation only.
     selected: dict[str, list[int]] = {}

@@ -52,8 +52,9 @@ def phase2_current(store: RunStore, threshold: float) -> bool:
 
 def evaluate_run(store: RunStore, dataset: Dataset, top: int = Phase3Settings.top,
                  baselines: str = DEFAULT_BASELINES, config: EffectivenessConfig | None = None, progress=None,
-                 budget: int | None = None) -> EffectivenessResult:
-    """Phase III for the run's best candidates next to `baselines`; reads the test split once."""
+                 budget: int | None = None, executor=None) -> EffectivenessResult:
+    """Phase III for the run's best candidates next to `baselines`; reads the test split once.
+    `executor`: see `run_effectiveness` (with ray: sharded over Ray actors, same results)."""
     run = store.config
     config = config or EffectivenessConfig()
     config = replace(config, task=run.get("task", config.task), model=run.get("model", config.model),
@@ -64,7 +65,7 @@ def evaluate_run(store: RunStore, dataset: Dataset, top: int = Phase3Settings.to
     clamp = run.get("clamp", "paper")
     specs = [from_program(Program(r.program), clamp, name=r.id) for r in chosen]
     specs += parse_losses(baselines) if baselines.strip() else []
-    result = run_effectiveness(dataset, specs, config, progress)
+    result = run_effectiveness(dataset, specs, config, progress, executor)
     formula = {r.id: r.formula for r in chosen}
     summary = []
     metric = result_metric(result)

@@ -39,6 +39,7 @@ from lossgen.ir.opset import parse_clamp
 from lossgen.ir.programs import Program
 from lossgen.models import MFPopulation, MLPPopulation, create_population
 from lossgen.phases.evaluator import Evaluator
+from lossgen.phases.executor import ExecutorSettings
 from lossgen.phases.proxy import GradientMemory, probe_fingerprints, proxy_gradients
 from lossgen.phases.settings import SearchConfig, SearchLimits
 from lossgen.runs import CandidateRecord, CandidateState, RunStore
@@ -92,13 +93,21 @@ class SearchResult:
 class LossSearch:
     """One Phase I run over a run store. `run(limits)` continues it until a limit is reached."""
 
-    def __init__(self, dataset: Dataset, store: RunStore, config: SearchConfig, strategy: SearchStrategy | None = None):
+    def __init__(self, dataset: Dataset, store: RunStore, config: SearchConfig, strategy: SearchStrategy | None = None,
+                 executor: ExecutorSettings | None = None):
         """`strategy`: an already built strategy to use instead of `create(config.strategy, ...)`
-        (its state is still checkpointed and restored)."""
+        (its state is still checkpointed and restored). `executor`: with `ray`, each round's
+        population is split across Ray actors (lossgen.phases.distributed; Ray must be connected,
+        see `ray_session`); the trajectory is the same. Not part of the run's identity."""
         config.check()
         self._given_strategy = strategy
         self.dataset, self.store, self.config = dataset, store, config.resolved(dataset)
-        self.evaluator = Evaluator(dataset, self.config.task, self.config.train)
+        if executor is not None and executor.is_ray:
+            from lossgen.phases.distributed import RayEvaluator  # noqa: PLC0415 - Ray only when asked for
+
+            self.evaluator = RayEvaluator(dataset, self.config.task, self.config.train, executor)
+        else:
+            self.evaluator = Evaluator(dataset, self.config.task, self.config.train)
         self.metric = self.evaluator.metric
         train = dataset.train
         gen = torch.Generator().manual_seed(self.config.seed + _PROXY_BATCH_SEED_OFFSET)
@@ -108,6 +117,12 @@ class LossSearch:
         self.clamp = parse_clamp(self.config.clamp)
         self._unbooked = 0.0
         self._restore()
+
+    def close(self) -> None:
+        """Release the evaluator's workers (Ray actors); the store stays open (its owner closes it)."""
+        close = getattr(self.evaluator, "close", None)
+        if close is not None:
+            close()
 
     # ------------------------------------------------------------------ state
 

@@ -180,13 +180,14 @@ def losses_and_grads(specs: Sequence[LossSpec] | list[tuple], scores: torch.Tens
     p_all = torch.sigmoid(scores)
     for kind, rows, *extra in plan:
         p = p_all.index_select(0, rows)
+        y = labels if labels.dim() == 1 else labels.index_select(0, rows)  # [N], or each candidate's own
         if kind == LossKind.PROGRAM:
-            v, d_p = kernels.evaluate(extra[0], p, labels, extra[1], extra[2])
+            v, d_p = kernels.evaluate(extra[0], p, y, extra[1], extra[2])
             d_s = d_p.mul_((1 - p).mul_(p))
         else:
             s = scores.index_select(0, rows)
-            v = named_loss_torch(kind, s, labels, extra[0])
-            d_s = named_loss_grad(kind, s, p, labels, extra[0])
+            v = named_loss_torch(kind, s, y, extra[0])
+            d_s = named_loss_grad(kind, s, p, y, extra[0])
         values.index_copy_(0, rows, v)
         grads.index_copy_(0, rows, d_s)
     return values.mean(1), grads.div_(scores.shape[1])

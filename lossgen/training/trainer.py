@@ -45,15 +45,36 @@ class Population(Protocol):
     size: int
 
     def fit_epoch(self, losses: Any, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor,
-                  config: "TrainConfig") -> torch.Tensor: ...
+                  config: "TrainConfig", order_row: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+def epoch_order(n: int, generator: torch.Generator | Sequence[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The example order of one epoch: ``([N], None)`` from one generator (every candidate the
+    same order), or ``([S, N], row [K])`` from one generator per candidate: the S distinct
+    generators' orders, and which of them each candidate follows. A generator listed for
+    several candidates (runs of one seed) is drawn from once: they share its order."""
+    if isinstance(generator, torch.Generator):
+        return torch.randperm(n, generator=generator), None
+    index: dict[int, int] = {}
+    orders, rows = [], []
+    for gen in generator:
+        if id(gen) not in index:
+            index[id(gen)] = len(orders)
+            orders.append(torch.randperm(n, generator=gen))
+        rows.append(index[id(gen)])
+    return torch.stack(orders), torch.tensor(rows, dtype=torch.long)
 
 
 def train_epoch(model: Population, losses: Sequence[LossSpec] | Any, users: torch.Tensor,
                 items: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-                generator: torch.Generator) -> torch.Tensor:
-    """One epoch of SGD for every candidate over one shuffled order (drawn from `generator`);
-    returns each candidate's mean training loss ``[K]``. `losses`: one LossSpec per candidate (or
-    the MF trainer's prebuilt `LossTable`)."""
-    order = torch.randperm(users.shape[0], generator=generator)
+                generator: torch.Generator | Sequence[torch.Generator]) -> torch.Tensor:
+    """One epoch of SGD for every candidate, returning each candidate's mean training loss
+    ``[K]``. `generator`: one generator (the same shuffled order for all candidates: Phase I
+    compares candidates from one state and one order), or one per candidate (each run of a
+    population its own order, Phase III: a seed sets the initialisation and the data order).
+    `losses`: one LossSpec per candidate (or the MF trainer's prebuilt `LossTable`)."""
+    if not isinstance(generator, torch.Generator) and len(generator) != model.size:
+        raise ValueError(f"{len(generator)} generators for a population of {model.size}")
+    order, row = epoch_order(users.shape[0], generator)
     users, items, labels = users[order].contiguous(), items[order].contiguous(), labels[order].contiguous()
-    return model.fit_epoch(losses, users, items, labels, config)
+    return model.fit_epoch(losses, users, items, labels, config, row)

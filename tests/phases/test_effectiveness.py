@@ -140,3 +140,17 @@ def test_the_phase3_key_of_a_comparison_does_not_change_with_the_default_early_s
     assert phase3_key(losses, "BCE", config, "paper", "k") == hashlib.sha256(blob.encode()).hexdigest()[:20]
     assert phase3_key(losses, "BCE", config.with_early_stop("official"), "paper", "k") != phase3_key(
         losses, "BCE", config, "paper", "k")
+
+
+def test_seeds_vary_the_data_order_and_runs_equal_separate_ones():
+    """A seed sets a run's initialisation and its data order: the spread over seeds is not zero,
+    and each seed's run equals the same seed trained alone."""
+    data = load("synthetic:users=120,items=150,seed=3", cache_enabled=False)
+    config = EffectivenessConfig(seeds=(0, 1, 2), max_epochs=4, bootstrap=50)
+    together = run_effectiveness(data, [named("BCE"), named("MSE")], config)
+    for result in together.losses:
+        assert result.std("auc") > 0, result.test
+    for i, seed in enumerate(config.seeds):
+        alone = run_effectiveness(data, [named("BCE"), named("MSE")], replace(config, seeds=(seed,)))
+        for both, single in zip(together.losses, alone.losses):
+            assert both.test["auc"][i] == pytest.approx(single.test["auc"][0], abs=1e-6)
