@@ -31,6 +31,7 @@ COMPARE_DEFAULTS = {
     **{k: SEARCH_OPTIONS[k] for k in SHARED_SEARCH}, "patience": DEFAULT_PATIENCE,
     "strategies": "rl,evolution,random", "seeds": 3, "budget": 300, "out": None, "jobs": 1, "top": Phase3Settings.top,
     "threshold": CheckSettings.threshold, "phase3_seeds": Phase3Settings.seeds, "max_epochs": Phase3Settings.max_epochs,
+    "early_stop": Phase3Settings.early_stop,
     "baselines": Phase3Settings.baselines,
 }
 ALWAYS_SHOWN = ("strategies", "seeds", "budget", "dataset", "model", "out")  # first in the recorded command
@@ -76,7 +77,8 @@ def _plan(s: dict) -> ComparePlan:
         plan = ComparePlan(strategies=strategies, seeds=tuple(range(s["seeds"])) if s["seeds"] >= 1 else (),
                            budget=s["budget"], dataset=s["dataset"], data_dir=s["data_dir"],
                            search=shared_search(config), limits=limits, top=s["top"], threshold=s["threshold"],
-                           phase3_seeds=s["phase3_seeds"], max_epochs=s["max_epochs"], baselines=s["baselines"])
+                           phase3_seeds=s["phase3_seeds"], max_epochs=s["max_epochs"], baselines=s["baselines"],
+                           early_stop=s["early_stop"])
         plan.check()
     except ValueError as err:
         fail(str(err))
@@ -96,6 +98,7 @@ def compare(
     threshold: Optional[float] = typer.Option(None, help=f"Phase II pass mark. [default: {CheckSettings.threshold}]"),
     phase3_seeds: Optional[int] = typer.Option(None, "--phase3-seeds", help=f"Phase III seeds per loss. [default: {Phase3Settings.seeds}]"),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help=f"Phase III epoch cap per training run. [default: {Phase3Settings.max_epochs}]"),
+    early_stop: Optional[str] = typer.Option(None, "--early-stop", help=f"Phase III early-stop rules: paper or official (the authors' code). [default: {Phase3Settings.early_stop}]"),
     baselines: Optional[str] = typer.Option(None, help=f"Handcrafted losses in the same Phase III. [default: {Phase3Settings.baselines}]"),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file of option values (command line wins)."),
     executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + " With ray every search is a Ray task and --jobs is ignored."),
@@ -104,7 +107,7 @@ def compare(
     """Compare search strategies head to head: equal budgets, several seeds, one Phase III, paired
     tests. Resumable: the same command again continues where it stopped."""
     own = {"strategies": strategies, "seeds": seeds, "budget": budget, "out": out, "jobs": jobs, "patience": patience,
-           "top": top, "threshold": threshold, "phase3_seeds": phase3_seeds, "max_epochs": max_epochs,
+           "top": top, "threshold": threshold, "phase3_seeds": phase3_seeds, "max_epochs": max_epochs, "early_stop": early_stop,
            "baselines": baselines}
     s = _settings({**options, **own}, config)
     plan = _plan(s)

@@ -40,7 +40,8 @@ def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd", ex
         fail(str(err))
     try:
         train = TrainConfig.from_dict({**store.config.get("train", {}), "optimizer": optimizer})
-        config = EffectivenessConfig(seeds=tuple(range(settings.seeds)), max_epochs=settings.max_epochs, train=train)
+        config = EffectivenessConfig(seeds=tuple(range(settings.seeds)), max_epochs=settings.max_epochs,
+                                     train=train).with_early_stop(settings.early_stop)
         with _session(executor), Progress(console=console, transient=True) as bar:
             job = bar.add_task("Phase III", total=settings.max_epochs)
 
@@ -97,6 +98,7 @@ def evaluate(
     seeds: int = typer.Option(Phase3Settings.seeds, help="Seeds per loss (0, 1, ...)."),
     task: str = typer.Option("classification", help="classification (AUC) or regression (RMSE)."),
     max_epochs: int = typer.Option(Phase3Settings.max_epochs, help="Epoch cap per run (early stopping usually ends sooner)."),
+    early_stop: str = typer.Option(Phase3Settings.early_stop, "--early-stop", help="Early-stop rules: paper (from epoch 1: 10 worse epochs in a row, or best > 50 epochs ago) or official (the authors' code: only after 100 epochs, staleness 100)."),
     optimizer: str = typer.Option("sgd", help="sgd (the paper's) or adam (lazy Adam on embedding rows)."),
     device: str = typer.Option("cpu", help="Device; the fused MF trainer runs on cpu."),
     out: Optional[Path] = typer.Option(None, help="Directory for effectiveness.{md,csv,json}."),
@@ -128,7 +130,8 @@ def evaluate(
         except (ValueError, OSError) as err:
             store.close()
             fail(" ".join(str(err).split()))
-        run_phase3(store, data, Phase3Settings(top, seeds, max_epochs, DEFAULT_BASELINES if losses is None else losses),
+        run_phase3(store, data, Phase3Settings(top, seeds, max_epochs, DEFAULT_BASELINES if losses is None else losses,
+                                               early_stop),
                    optimizer, where)
         console.print(f"wrote {Path(store.path) / 'phase3'}", highlight=False)
         store.close()
@@ -153,6 +156,10 @@ def evaluate(
     except ValueError as err:
         fail(str(err))
     config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task, model=model, train=train)
+    try:
+        config = config.with_early_stop(early_stop)
+    except ValueError as err:
+        fail(str(err))
     start = time.perf_counter()
     try:
         with _session(where), Progress(console=console, transient=True) as bar:

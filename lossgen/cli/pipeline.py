@@ -224,6 +224,7 @@ def run(
     top: Optional[int] = typer.Option(None, help=f"Best distinct passing candidates taken to Phase III. [default: {Phase3Settings.top}]"),
     seeds: Optional[int] = typer.Option(None, help=f"Phase III seeds per loss. [default: {Phase3Settings.seeds}]"),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help=f"Phase III epoch cap per run. [default: {Phase3Settings.max_epochs}]"),
+    early_stop: Optional[str] = typer.Option(None, "--early-stop", help=f"Phase III early-stop rules: paper or official (the authors' code). [default: {Phase3Settings.early_stop}]"),
     baselines: Optional[str] = typer.Option(None, help=f"Handcrafted losses trained next to them. [default: {Phase3Settings.baselines}]"),
     executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + " With ray the search rounds and Phase III are split across Ray actors."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
@@ -232,10 +233,10 @@ def run(
     """All three phases: search, validation check, effectiveness test; then the run's report.
     Resumable: the same command again continues where it stopped."""
     where = executor_settings(executor, ray_address, workers)
-    cli = {**options, "threshold": threshold, "top": top, "seeds": seeds, "max_epochs": max_epochs,
+    cli = {**options, "threshold": threshold, "top": top, "seeds": seeds, "max_epochs": max_epochs, "early_stop": early_stop,
            "baselines": baselines}
     s = _settings(cli, config, PHASE_OPTIONS)
-    phase3 = Phase3Settings(s["top"], s["seeds"], s["max_epochs"], s["baselines"])
+    phase3 = Phase3Settings(s["top"], s["seeds"], s["max_epochs"], s["baselines"], s["early_stop"])
     try:
         phase3.check()
         CheckSettings(s["threshold"]).check()

@@ -50,6 +50,7 @@ class ComparePlan:
     phase3_seeds: int = Phase3Settings.seeds
     max_epochs: int = Phase3Settings.max_epochs
     baselines: str = Phase3Settings.baselines
+    early_stop: str = Phase3Settings.early_stop  # Phase III early-stop rules (older plans: paper)
 
     def check(self) -> None:
         if not self.strategies:
@@ -66,7 +67,7 @@ class ComparePlan:
         unknown_stops = set(self.limits) - set(SAFETY_STOPS)
         if unknown_stops:
             raise ValueError(f"unknown safety stop {sorted(unknown_stops)[0]!r}; choose from {', '.join(SAFETY_STOPS)}")
-        Phase3Settings(self.top, self.phase3_seeds, self.max_epochs, self.baselines).check()
+        Phase3Settings(self.top, self.phase3_seeds, self.max_epochs, self.baselines, self.early_stop).check()
         CheckSettings(self.threshold).check()
         for strategy in self.strategies:
             self.search_config(strategy, self.seeds[0]).check()

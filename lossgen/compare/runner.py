@@ -126,7 +126,8 @@ def _run_phases(plan: ComparePlan, out: Path, dataset, jobs: int, hooks: Compare
     _phase(hooks, "phase3")
     config = EffectivenessConfig(seeds=tuple(range(plan.phase3_seeds)), max_epochs=plan.max_epochs,
                                  task=run_config["task"], model=run_config["model"], dim=run_config["dim"],
-                                 train=TrainConfig.from_dict(run_config.get("train", {})))
+                                 train=TrainConfig.from_dict(run_config.get("train", {}))
+                                 ).with_early_stop(plan.early_stop)
     # with ray: Phase III sharded by loss over Ray actors (same table)
     phase3 = shared_phase3(out, dataset, chosen, plan.baselines, config, run_config.get("clamp", "paper"),
                            hooks.on_epoch, executor)

@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 
 from lossgen.data.dataset import Dataset
+from lossgen.phases.effectiveness import EARLY_STOP
 from lossgen.runs.records import DEFAULT_THRESHOLD
 from lossgen.search import create
 from lossgen.ir.opset import parse_clamp
@@ -148,8 +149,11 @@ class Phase3Settings:
     seeds: int = 3  # seeds 0 .. seeds-1 per loss
     max_epochs: int = 300
     baselines: str = DEFAULT_BASELINES
+    early_stop: str = "paper"  # a key of lossgen.phases.effectiveness.EARLY_STOP (paper, official)
 
     def check(self) -> None:
+        if self.early_stop not in EARLY_STOP:
+            raise ValueError(f"unknown early stop {self.early_stop!r}; choose {' or '.join(EARLY_STOP)}")
         for name in ("top", "seeds", "max_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -185,7 +189,7 @@ SEARCH_OPTIONS = {
 }
 _CH, _P3 = CheckSettings(), Phase3Settings()
 PHASE_OPTIONS = {"threshold": _CH.threshold, "top": _P3.top, "seeds": _P3.seeds, "max_epochs": _P3.max_epochs,
-                 "baselines": _P3.baselines}
+                 "baselines": _P3.baselines, "early_stop": _P3.early_stop}
 # Types of the options whose default is None, for checking config-file values.
 OPTION_TYPES = {"data_dir": str, "budget": int, "max_sampled": int, "time_limit": (str, int, float), "max_rounds": int,
                 "patience": int, "run_dir": str, "proxy_batch": int}

@@ -134,3 +134,18 @@ def test_formulas_with_their_epsilon_on_the_command_line():
     assert result.exit_code == 0 and maxr in result.output, result.output
     assert_user_error(invoke("check", "--loss", maxr, "--loss", "y_hat"), "some formulas carry")
     assert_user_error(invoke("formula", "y_hat with e = -1"), "epsilon")
+
+
+def test_early_stop_option(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("evaluate", "--losses", "Hinge", "--seeds", 1, "--max-epochs", 30, "--early-stop", "official",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    import json
+
+    (hinge,) = json.loads((out / "effectiveness.json").read_text())["losses"]
+    assert hinge["epochs"] == [30]  # official: no early stop before 100 epochs, so the cap ends it
+    for args in (["evaluate", "--losses", "BCE"], ["run", "--run-dir", tmp_path / "r"],
+                 ["compare", "--out", tmp_path / "c", "--seeds", 1, "--budget", 2]):
+        assert_user_error(invoke(*args, "--early-stop", "slow"), "unknown early stop 'slow'")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()

@@ -101,3 +101,9 @@ def test_a_plan_read_back_from_plan_json_is_the_same_comparison(tmp_path):
     plan = ComparePlan(strategies=("rl",), seeds=(0,), budget=10, search=shared_search(config))
     (tmp_path / PLAN_FILE).write_text(json.dumps({"plan": plan.to_dict(), "data_key": "k", "command": None}))
     check_same_comparison(tmp_path, plan, "k")
+
+
+def test_plans_without_an_early_stop_rule_read_as_the_paper_rule():
+    plan = ComparePlan.from_dict({"strategies": ["rl"], "seeds": [0], "budget": 5, "search": {}, "limits": {}})
+    assert plan.early_stop == "paper"
+    assert ComparePlan.from_dict(plan.to_dict()) == plan

@@ -32,7 +32,9 @@ def test_option_defaults_are_the_library_defaults():
     assert (SEARCH_OPTIONS["lr"], SEARCH_OPTIONS["optimizer"]) == (train.lr, train.optimizer)
     phase3, check = Phase3Settings(), CheckSettings()
     assert PHASE_OPTIONS == {"threshold": check.threshold, "top": phase3.top, "seeds": phase3.seeds,
-                             "max_epochs": phase3.max_epochs, "baselines": DEFAULT_BASELINES}
+                             "max_epochs": phase3.max_epochs, "baselines": DEFAULT_BASELINES,
+                             "early_stop": phase3.early_stop}
+    assert phase3.early_stop == "paper"
     assert DEFAULT_BASELINES == "BCE,MSE,Hinge,Focal"
     # every option without a default has a type to check config-file values against
     assert {k for k, v in {**SEARCH_OPTIONS, **PHASE_OPTIONS}.items() if v is None} == set(OPTION_TYPES)
