@@ -3,7 +3,26 @@ generator (never the real MovieLens), and a foreign split directory."""
 
 from pathlib import Path
 
-from lossgen.data import SyntheticConfig, generate
+import pytest
+
+from lossgen.data import SyntheticConfig, generate, sources
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No implicit data dir, and no network (as on a machine without one); yields the URLs a
+    command tried to download, and fails the test if there was one. (Autouse in every module
+    that imports it.)"""
+    monkeypatch.delenv("LOSSGEN_DATA_DIR", raising=False)
+    tried = []
+
+    def no_network(url):
+        tried.append(url)
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.setattr(sources, "fetch", no_network)
+    yield tried
+    assert not tried, "a download was attempted"
 
 
 def movielens_text(users: int = 60, items: int = 80, seed: int = 0) -> str:

@@ -43,7 +43,8 @@ class PlainProgress:
 
 def warn(message: str) -> None:
     """One warning line, the same style for every command."""
-    console.print(f"[yellow]warning:[/yellow] {' '.join(str(message).split())}", highlight=False, soft_wrap=True)
+    console.print(f"[yellow]warning:[/yellow] {escape(' '.join(str(message).split()))}", highlight=False,
+                  soft_wrap=True)
 
 
 def fail(message: str) -> None:

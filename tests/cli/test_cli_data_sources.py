@@ -5,29 +5,15 @@ through `DIR:unknown=drop|extend`. MovieLens is stood in for by a small syntheti
 import json
 import shutil
 
-import pytest
 
 from cli_helpers import invoke, private_cache  # noqa: F401  (autouse fixture)
-from data_helpers import foreign_split, movielens_dir
-from lossgen.data import sources
+from data_helpers import foreign_split, movielens_dir, offline  # noqa: F401  (offline: autouse fixture)
 from lossgen.phases.rundata import DATA_META
 from lossgen.runs import RunStore
 
 PHASE3 = ("--top", 3, "--seeds", 1, "--max-epochs", 3)
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    """No implicit data dir, and no network; yields the URLs a command tried to download."""
-    monkeypatch.delenv("LOSSGEN_DATA_DIR", raising=False)
-    tried = []
-
-    def no_network(url):
-        tried.append(url)
-        raise OSError("network unreachable (test)")
-
-    monkeypatch.setattr(sources, "fetch", no_network)
-    return tried
 
 
 def ok(*args):
@@ -44,7 +30,7 @@ def meta(run, key=DATA_META):
         store.close()
 
 
-def test_movielens_flow_search_then_evaluate_without_data_dir(tmp_path, monkeypatch, offline):
+def test_movielens_flow_search_then_evaluate_without_data_dir(tmp_path, monkeypatch, offline):  # noqa: F811  (the fixture)
     movielens_dir(tmp_path / "data")
     ok("search", "--strategy", "evolution", "--dataset", "ml-100k", "--data-dir", "data", "--budget", 10, "--seed", 0)
     run = tmp_path / "runs" / "evolution-ml-100k-mf-s0"
@@ -121,7 +107,7 @@ def test_prepare_writes_a_foreign_split_that_loads_without_options(tmp_path):
     assert ours["key"] == theirs["key"] and ours["items"] == theirs["items"] and ours["test"] > 0
 
 
-def test_compare_resumed_without_data_dir_reads_where_it_did(tmp_path, offline):
+def test_compare_resumed_without_data_dir_reads_where_it_did(tmp_path, offline):  # noqa: F811  (the fixture)
     data = movielens_dir(tmp_path / "data")
     args = ("compare", "--strategies", "random", "--seeds", 1, "--budget", 4, "--dataset", "ml-100k", "--max-epochs", 2,
             "--phase3-seeds", 1, "--top", 1, "--baselines", "BCE", "--out", tmp_path / "cmp")

@@ -7,8 +7,7 @@ import shutil
 import pytest
 
 from cli_helpers import assert_user_error, invoke, private_cache  # noqa: F401  (autouse fixture)
-from data_helpers import foreign_split, movielens_dir, movielens_text
-from lossgen.data import sources
+from data_helpers import foreign_split, movielens_dir, movielens_text, offline  # noqa: F401  (offline: autouse fixture)
 from lossgen.runs import RunStore
 
 GOOD = movielens_text()
@@ -17,19 +16,6 @@ RUN = ("--strategy", "random", "--budget", 4, "--per-round", 4, "--seed", 0)
 PHASE3 = ("--top", 1, "--seeds", 1, "--max-epochs", 2)
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    """No implicit data dir, and no network (as on a machine without one); yields the URLs tried."""
-    monkeypatch.delenv("LOSSGEN_DATA_DIR", raising=False)
-    tried = []
-
-    def no_network(url):
-        tried.append(url)
-        raise OSError("network unreachable (test)")
-
-    monkeypatch.setattr(sources, "fetch", no_network)
-    yield tried
-    assert not tried, "a download was attempted"
 
 
 def tree(root):
