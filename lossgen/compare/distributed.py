@@ -35,12 +35,11 @@ EVENT_INTERVAL = 0.25  # seconds between two progress events of one search task
 LOCK_WAIT = 60.0  # seconds a retried task waits for the lock of the run a dead worker still held
 
 
-def _search_task(plan: dict, out: str, strategy: str, seed: int, dataset, events) -> dict:
-    """The body of one search task (runs on a Ray worker)."""
+def _search_task(search, plan: dict, out: str, strategy: str, seed: int, dataset, events) -> dict:
+    """The body of one search task (runs on a Ray worker); `search` is `searches.search_one`
+    (passed in: that module calls this one)."""
     import ray  # noqa: PLC0415 - only on a Ray worker
     from ray.exceptions import RayError  # noqa: PLC0415
-
-    from lossgen.compare.searches import search_one  # noqa: PLC0415 - searches imports this module
 
     node = ray.get_runtime_context().get_node_id()
     if not (Path(out) / PLAN_FILE).is_file():
@@ -76,7 +75,7 @@ def _search_task(plan: dict, out: str, strategy: str, seed: int, dataset, events
     deadline = time.monotonic() + LOCK_WAIT
     while True:
         try:
-            outcome = search_one(plan, out, strategy, seed, threads=1, events=emit, dataset=dataset)
+            outcome = search(plan, out, strategy, seed, threads=1, events=emit, dataset=dataset)
             flush()
             return outcome
         except RunError as err:
@@ -87,7 +86,8 @@ def _search_task(plan: dict, out: str, strategy: str, seed: int, dataset, events
 
 
 def run_searches_ray(plan: ComparePlan, out: Path, dataset, tasks: list[tuple[str, int]], executor: ExecutorSettings,
-                     on_round: Callable[[str, dict], None] | None, finished: Callable[[dict], None]) -> None:
+                     on_round: Callable[[str, dict], None] | None, finished: Callable[[dict], None],
+                     search: Callable[..., dict]) -> None:
     """Run `tasks` ((strategy, seed) pairs with work left) as Ray tasks; `finished` gets each outcome
     as it comes (in completion order), `on_round` committed rounds (payload + "node", "pid"), at
     most one every EVENT_INTERVAL seconds per search (progress, not a record: the run store is)."""
@@ -101,7 +101,7 @@ def run_searches_ray(plan: ComparePlan, out: Path, dataset, tasks: list[tuple[st
         events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         data = ray.put(search_only(dataset))
         remote = ray.remote(num_cpus=1, max_retries=RETRIES)(_search_task)
-        pending = {remote.remote(plan.to_dict(), str(out), strategy, seed, data, events): (strategy, seed)
+        pending = {remote.remote(search, plan.to_dict(), str(out), strategy, seed, data, events): (strategy, seed)
                    for strategy, seed in tasks}
 
         def drain() -> None:

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from lossgen.compare.distributed import run_searches_ray
 from lossgen.compare.plan import ComparePlan, run_dir, run_name
 from lossgen.data import load
 from lossgen.phases.executor import ExecutorSettings
@@ -110,9 +111,7 @@ def run_searches(plan: ComparePlan, out: Path, dataset, jobs: int = 1, on_round:
 
     if executor is not None and executor.is_ray:
         if tasks:
-            from lossgen.compare.distributed import run_searches_ray  # noqa: PLC0415 - imports ray
-
-            run_searches_ray(plan, out, dataset, tasks, executor, on_round, finished)
+            run_searches_ray(plan, out, dataset, tasks, executor, on_round, finished, search_one)
     elif jobs <= 1 or len(tasks) <= 1:  # no worker pool for a single run
         for strategy, seed in tasks:
             finished(search_one(plan.to_dict(), str(out), strategy, seed, events=lambda e: on_round and on_round(*e),

@@ -156,17 +156,15 @@ def search_only(dataset: Dataset) -> Dataset:
 
 # ---------------------------------------------------------------- Phase III sharded over actors
 
-def _train_shard(data: list, runs, config):
+def _train_shard(data: list, runs, config, train):
     """One Ray task of a sharded Phase III: its share of the (loss, epsilon, seed) runs trained to
     convergence; returns the runs (histories, best epochs) and their best-epoch parameters. A task,
     not an actor: it holds no CPU once done (more shards than CPUs just queue), and Ray retries it
     when its worker or node dies."""
     import ray  # noqa: PLC0415 - on a Ray worker
 
-    from lossgen.phases.effectiveness import train_to_convergence  # noqa: PLC0415 - effectiveness imports this module
-
     torch.set_num_threads(1)
-    best = train_to_convergence(ray.get(data[0]), runs, config)
+    best = train(ray.get(data[0]), runs, config)
     return runs, best
 
 
@@ -209,9 +207,10 @@ def group_shards(groups: list[str], workers: int) -> list[range]:
     return [range(a, b) for a, b in zip(cuts, cuts[1:])]
 
 
-def train_sharded(dataset: Dataset, runs: list, config, executor: ExecutorSettings, progress=None):
-    """`train_to_convergence` with the runs split by loss over Ray actors; fills in `runs` (their
-    histories, best epochs) and returns the best-epoch parameters as a `select(...).predict(...)`."""
+def train_sharded(dataset: Dataset, runs: list, config, executor: ExecutorSettings, train, progress=None):
+    """`train` (Phase III's `train_to_convergence`, passed in: this module sits beside it) with the
+    runs split by loss over Ray tasks; fills in `runs` (their histories, best epochs) and returns
+    the best-epoch parameters as a `select(...).predict(...)`."""
     from ray.exceptions import RayError, RayTaskError  # noqa: PLC0415 - optional dependency
 
     ray = require_ray()
@@ -222,7 +221,7 @@ def train_sharded(dataset: Dataset, runs: list, config, executor: ExecutorSettin
     data = ray.put(search_only(dataset))
     task = ray.remote(num_cpus=1, max_retries=3)(_train_shard)
     try:
-        trained = ray.get([task.remote([data], runs[p.start:p.stop], config) for p in parts])
+        trained = ray.get([task.remote([data], runs[p.start:p.stop], config, train) for p in parts])
     except RayTaskError as err:
         if isinstance(getattr(err, "cause", None), (ValueError, OSError)):
             raise err.cause from None

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import torch
 
 from lossgen.data.dataset import Dataset, Split
+from lossgen.phases.distributed import train_sharded
 from lossgen.phases.executor import ExecutorSettings
 from lossgen.training.losses import BASELINES, LossSpec
 from lossgen.training.metrics import TASK_METRICS, Metrics, metric_for_task
@@ -210,9 +211,7 @@ def run_effectiveness(dataset: Dataset, losses: Sequence[LossSpec], config: Effe
     metric = metric_for_task(config.task)
     runs = _expand(losses, config)
     if executor is not None and executor.is_ray:
-        from lossgen.phases.distributed import train_sharded  # noqa: PLC0415 - Ray only when asked for
-
-        best = train_sharded(dataset, runs, config, executor, progress)
+        best = train_sharded(dataset, runs, config, executor, train_to_convergence, progress)
     else:
         best = train_to_convergence(dataset, runs, config, progress)
 

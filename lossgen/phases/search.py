@@ -38,6 +38,7 @@ from lossgen.ir.formula import to_infix
 from lossgen.ir.opset import parse_clamp
 from lossgen.ir.programs import Program
 from lossgen.models import MFPopulation, MLPPopulation, create_population
+from lossgen.phases.distributed import RayEvaluator
 from lossgen.phases.evaluator import Evaluator
 from lossgen.phases.executor import ExecutorSettings
 from lossgen.phases.proxy import GradientMemory, probe_fingerprints, proxy_gradients
@@ -103,8 +104,6 @@ class LossSearch:
         self._given_strategy = strategy
         self.dataset, self.store, self.config = dataset, store, config.resolved(dataset)
         if executor is not None and executor.is_ray:
-            from lossgen.phases.distributed import RayEvaluator  # noqa: PLC0415 - Ray only when asked for
-
             self.evaluator = RayEvaluator(dataset, self.config.task, self.config.train, executor)
         else:
             self.evaluator = Evaluator(dataset, self.config.task, self.config.train)
