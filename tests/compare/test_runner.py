@@ -6,27 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from compare_helpers import SEARCH, private_cache, small_plan  # noqa: F401  (autouse fixture)
 from kill_resume import committed_rounds, run_script
-from lossgen.compare.plan import ComparePlan, run_dir, shared_search
+from lossgen.compare.plan import ComparePlan, run_dir
 from lossgen.compare.report import CSV_FIELDS, PLOTS
 from lossgen.compare.runner import CompareHooks, run_compare
-from lossgen.phases.settings import SearchConfig
 from lossgen.runs import RunStore
-
-DATA_SPEC = "synthetic:users=120,items=150,seed=3"
-# the settings every run shares (SearchConfig's stored form, without strategy and seed)
-SEARCH = shared_search(SearchConfig(strategy_config={"op_set": "paper", "max_steps": 7}))
-
-
-def small_plan(**changes) -> ComparePlan:
-    fields = dict(strategies=("rl", "random"), seeds=(0, 1), budget=12, dataset=DATA_SPEC, search=SEARCH,
-                  limits={"patience": 200}, top=2, phase3_seeds=1, max_epochs=4, baselines="BCE,MSE")
-    return ComparePlan(**{**fields, **changes})
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOSSGEN_CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")

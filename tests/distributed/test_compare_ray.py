@@ -9,29 +9,20 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from lossgen.compare.plan import ComparePlan, run_dir, shared_search  # noqa: E402
+from compare_helpers import private_cache, small_plan  # noqa: E402, F401  (autouse fixture)
+from lossgen.compare.plan import ComparePlan, run_dir  # noqa: E402
 from lossgen.compare.runner import CompareHooks, run_compare  # noqa: E402
 from lossgen.phases.executor import ExecutorSettings  # noqa: E402
-from lossgen.phases.settings import SearchConfig  # noqa: E402
 from lossgen.runs import RunStore  # noqa: E402
 
 pytestmark = pytest.mark.ray
 NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024**2}  # as conftest.py's worker nodes
 
-DATA_SPEC = "synthetic:users=120,items=150,seed=3"
-SEARCH = shared_search(SearchConfig(strategy_config={"op_set": "paper", "max_steps": 7}))
 RAY = ExecutorSettings("ray")
 
 
 def plan(**changes) -> ComparePlan:
-    fields = dict(strategies=("rl", "random"), seeds=(0, 1), budget=60, dataset=DATA_SPEC, search=SEARCH,
-                  limits={"patience": 200}, top=2, phase3_seeds=1, max_epochs=4, baselines="BCE,MSE")
-    return ComparePlan(**{**fields, **changes})
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOSSGEN_CACHE_DIR", str(tmp_path / "cache"))
+    return small_plan(budget=60, **changes)
 
 
 @pytest.fixture(scope="module")
