@@ -44,7 +44,7 @@ PAPER = "Figure 5b (qualitative): with reward filtering the validation AUC climb
 
 def arm(dataset, spec: str, strategy: str, rounds: int, seed: int, filtering: bool) -> dict:
     """One search of `rounds` rounds; the recommender's validation AUC before and after each round."""
-    config = SearchConfig(strategy=strategy, seed=seed, filtering=filtering)
+    config = SearchConfig.from_preset("paper", strategy=strategy, seed=seed, filtering=filtering)
     curve: list[dict] = []
 
     def progress(report: RoundReport) -> None:

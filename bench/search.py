@@ -29,7 +29,7 @@ PAPER = {"with proxy": 93_792, "without proxy": 3_200, "hours": 24}
 
 
 def arm(dataset, spec: str, strategy: str, seconds: float, seed: int, proxy: bool) -> dict:
-    config = SearchConfig(strategy=strategy, seed=seed, proxy=proxy, dedupe=proxy)
+    config = SearchConfig.from_preset("paper", strategy=strategy, seed=seed, proxy=proxy, dedupe=proxy)
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore.open_or_create(Path(tmp) / "run", run_config(config.resolved(dataset), dataset, spec))
         result = LossSearch(dataset, store, config).run(SearchLimits(time_limit=seconds))

@@ -8,10 +8,17 @@ so a strategy restored from `state_dict` hands out the very ids the original wou
 the key (a hash of the canonical program) makes equal losses recognisable at a glance.
 Candidates built with `Candidate.seed` (known losses told without being asked) get
 ``"seed-<key>"``.
+
+Novelty (``StrategyConfig.novelty``, off by default): a strategy remembers the key of every
+program it has proposed or been told (`ProposalMemory`, part of its state) and avoids proposing a
+known one again, each strategy in its own way and within a bounded effort, after which it accepts
+a known program rather than propose fewer. With the option off nothing is remembered and the
+proposals are exactly those of a strategy without it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
@@ -19,6 +26,10 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 from lossgen.ir.opset import N_INPUT_SLOTS, Op, resolve_op_set
 from lossgen.ir.programs import DEFAULT_MAX_STEPS, Program
 
+# With novelty on: how many more tries evolution makes for a known offspring (new offspring, then
+# mutations of the last one) and random search makes for a known program (redraws) before it
+# settles for something known.
+NOVELTY_ATTEMPTS = 20
 
 
 def program_key(program: Program, canonical: bool = False) -> str:
@@ -121,10 +132,14 @@ class SearchStrategy(Protocol):
 
 @dataclass
 class StrategyConfig:
-    """Settings every strategy shares: the step budget and the operator set (Table 2 default)."""
+    """Settings every strategy shares: the step budget, the operator set (Table 2 default) and
+    whether to avoid proposing known programs (`novelty`, module docstring)."""
 
     max_steps: int = DEFAULT_MAX_STEPS
     op_set: str | tuple = "paper"
+    # Avoid proposing programs already proposed or told (module docstring). Keyword-only, so the
+    # strategies' own fields keep their positions.
+    novelty: bool = field(default=False, kw_only=True)
 
     def ops(self) -> tuple[Op, ...]:
         return resolve_op_set(self.op_set)
@@ -132,7 +147,75 @@ class StrategyConfig:
     def check(self) -> None:
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
+        if not isinstance(self.novelty, bool):
+            raise ValueError(f"novelty must be a bool (True or False), got {self.novelty!r}")
         self.ops()
+
+
+class ProposalMemory:
+    """The canonical program keys (`program_key`) a strategy has proposed or been told, for the
+    `novelty` option. A key is 12 hex digits, i.e. 48 bits: the memory holds them as a set of
+    ints for lookups and an insertion-ordered log of their 6-byte encodings, so that `state` is
+    one copy of the log (base64 text, 8 characters per key: fine for torch.save and JSON alike;
+    100k keys are 800 kB) and a restored memory equals the original, order included."""
+
+    __slots__ = ("_known", "_log")
+
+    def __init__(self, state: str = ""):
+        self._known: set[int] = set()
+        self._log = bytearray()
+        if state:
+            self.load(state)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def __contains__(self, key: str) -> bool:
+        return int(key, 16) in self._known
+
+    def add(self, key: str) -> bool:
+        """Remember `key`; True when it was new."""
+        value = int(key, 16)
+        if value in self._known:
+            return False
+        self._known.add(value)
+        self._log += value.to_bytes(6, "big")
+        return True
+
+    def state(self) -> str:
+        return base64.b64encode(self._log).decode("ascii")
+
+    def load(self, state: str) -> None:
+        raw = base64.b64decode(state, validate=True)
+        if len(raw) % 6:
+            raise ValueError(f"a novelty memory state holds 6 bytes per key, got {len(raw)} bytes")
+        self._log = bytearray(raw)
+        self._known = {int.from_bytes(raw[i:i + 6], "big") for i in range(0, len(raw), 6)}
+
+
+def new_memory(config: StrategyConfig) -> ProposalMemory | None:
+    """The strategy's novelty memory: None when the option is off."""
+    return ProposalMemory() if config.novelty else None
+
+
+def remember_told(memory: ProposalMemory | None, candidates: Sequence[Candidate], own: str) -> None:
+    """Add told candidates to the memory (asked or not); the strategy named `own` emits
+    canonical programs, so only the others' are canonicalised."""
+    if memory is not None:
+        for cand in candidates:
+            memory.add(program_key(cand.program, canonical=cand.strategy == own))
+
+
+def memory_state(memory: ProposalMemory | None, state: dict) -> dict:
+    """`state` with the memory's entry (unchanged when novelty is off)."""
+    if memory is not None:
+        state["novelty_keys"] = memory.state()
+    return state
+
+
+def load_memory(memory: ProposalMemory | None, state: dict) -> ProposalMemory | None:
+    """The memory restored from a strategy state (empty if the state has none)."""
+    return None if memory is None else ProposalMemory(state.get("novelty_keys", ""))
 
 
 def check_tell_args(candidates: Sequence[Candidate], rewards: Sequence[float]) -> list[float]:

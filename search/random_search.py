@@ -4,7 +4,12 @@ A program is drawn decision by decision, each uniformly: a length in 1..max_step
 an op from the op set, an operand among the slots already written and, for a binary op, a second
 operand distinct from the first. The candidate carries the canonical form (dead steps dropped,
 identical subtrees shared), like every strategy's output. `tell` learns nothing; seeded
-candidates are only checked.
+candidates are only checked (and, with `novelty` on, remembered).
+
+With `novelty` on, a drawn program whose canonical key is known (proposed before, earlier in the
+same batch, or told) is redrawn, up to `NOVELTY_ATTEMPTS` times; the last draw is kept even if
+known. ``metadata["novelty_attempts"]`` counts the redraws, ``metadata["novel"]`` says whether
+the proposal was new.
 
 (The module is not called ``random`` so that it never shadows the standard library module.)
 """
@@ -17,6 +22,7 @@ from typing import Sequence
 
 from lossgen.ir.opset import N_INPUT_SLOTS
 from lossgen.search.base import (
+    NOVELTY_ATTEMPTS,
     Candidate,
     StrategyConfig,
     canonical_from_steps,
@@ -24,14 +30,18 @@ from lossgen.search.base import (
     check_program_fits,
     check_tell_args,
     check_strategy_state,
+    load_memory,
+    memory_state,
+    new_memory,
     program_key,
     python_rng_state,
+    remember_told,
 )
 
 
 @dataclass
 class RandomConfig(StrategyConfig):
-    """Only the shared settings: max_steps (7) and op_set ("paper")."""
+    """Only the shared settings: max_steps (7), op_set ("paper") and novelty (off)."""
 
 
 def sample_steps(rng: random.Random, ops, n_steps: int) -> list[tuple[int, int, int]]:
@@ -58,14 +68,26 @@ class RandomSearch:
         self._ops = self.config.ops()
         self._rng = random.Random(seed)
         self._counter = 0
+        self._memory = new_memory(self.config)
+
+    def _draw(self):
+        length = self._rng.randint(1, self.config.max_steps)
+        program = canonical_from_steps(sample_steps(self._rng, self._ops, length))
+        return program, program_key(program, canonical=True), length
 
     def ask(self, n: int) -> list[Candidate]:
         out = []
+        memory = self._memory
         for _ in range(check_n(n)):
-            length = self._rng.randint(1, self.config.max_steps)
-            program = canonical_from_steps(sample_steps(self._rng, self._ops, length))
-            out.append(Candidate(program, f"random-{self._counter:07d}-{program_key(program, canonical=True)}", self.name,
-                                 {"sampled_steps": length}))
+            program, key, length = self._draw()
+            metadata = {"sampled_steps": length}
+            if memory is not None:
+                attempts = 0
+                while key in memory and attempts < NOVELTY_ATTEMPTS:
+                    program, key, length = self._draw()
+                    attempts += 1
+                metadata = {"sampled_steps": length, "novelty_attempts": attempts, "novel": memory.add(key)}
+            out.append(Candidate(program, f"random-{self._counter:07d}-{key}", self.name, metadata))
             self._counter += 1
         return out
 
@@ -73,11 +95,13 @@ class RandomSearch:
         check_tell_args(candidates, rewards)
         for cand in candidates:
             check_program_fits(cand.program.canonical(), self._ops, self.config.max_steps)
+        remember_told(self._memory, candidates, self.name)
 
     def state_dict(self) -> dict:
-        return {"strategy": self.name, "rng": self._rng.getstate(), "counter": self._counter}
+        return memory_state(self._memory, {"strategy": self.name, "rng": self._rng.getstate(), "counter": self._counter})
 
     def load_state_dict(self, state: dict) -> None:
         check_strategy_state(state, self.name)
         self._rng.setstate(python_rng_state(state["rng"]))
         self._counter = int(state["counter"])
+        self._memory = load_memory(self._memory, state)

@@ -34,6 +34,24 @@ once per round on 10 rewards and a bigger round is one update on a bigger batch:
 The baseline is a moving average of the batch-mean reward (decay 0.99), initialised with the
 first batch's mean so the first advantages are centred.
 
+Novelty (`novelty` on): `ask(n)` samples more programs than asked, in batches of max(2n, 32)
+that double each time, at most `NOVELTY_DRAWS` * n draws in all (on the threads an `ask(n)`
+without novelty would use), and returns the first n whose canonical program is new (neither
+proposed nor told before, nor drawn earlier in the same ask); if fewer than n are new within
+those draws, the rest is filled with drawn known programs, those not already among the returned
+ones first (``metadata["novel"]`` tells which). Each returned candidate carries its own decisions
+and their log-probability under the controller, and REINFORCE credits exactly the returned
+candidates' trajectories (what is told); draws that are not returned are never scored and leave
+no trace but the generator's state.
+The estimate is biased: the returned candidates are drawn without replacement, i.e. from the
+controller's distribution conditioned on novelty (p restricted to unseen programs and
+renormalised), while the update weighs them with the score of the unconditioned policy, as if
+they came from p itself. A program stops being credited once proposed however likely the policy
+makes it (its probability is no longer reinforced or penalised directly), and the baseline
+averages the rewards of new programs only. The controller is still pushed toward the regions
+that yield rewarded new programs, which is what a search that never re-scores a loss can use;
+with the option off the estimator is the paper's unbiased one.
+
 Un-asked candidates (seeded known losses): `tell` credits the trajectory that yields exactly the
 candidate's canonical program, dead filler steps first (the canonical form drops them), then
 the program's steps, and the policy gradient moves the controller toward (or away from) it like
@@ -60,8 +78,16 @@ from lossgen.search.base import (
     check_program_fits,
     check_strategy_state,
     check_tell_args,
+    load_memory,
+    memory_state,
+    new_memory,
     program_key,
+    remember_told,
 )
+
+# With novelty on, `ask(n)` draws at most NOVELTY_DRAWS * n programs before it fills the rest
+# with known ones (module docstring).
+NOVELTY_DRAWS = 32
 
 @contextlib.contextmanager
 def _intra_op_threads(count: int):
@@ -290,6 +316,7 @@ class RLController:
         self._buffer_actions: list[torch.Tensor] = []
         self._buffer_rewards: list[float] = []
         self._last_ask: tuple[list, list, torch.Tensor] = ([], [], torch.empty(0))  # `_asked_actions`
+        self._memory = new_memory(cfg)
 
     # ------------------------------------------------------------------------------ ask
 
@@ -297,6 +324,8 @@ class RLController:
         n = check_n(n)
         if n == 0:
             return []
+        if self._memory is not None:
+            return self._ask_novel(n)
         with _intra_op_threads(self._threads_for(n)):
             actions, logp = self.controller.sample(n, self._binary, self._generator)
         raw = torch.stack([self._op_codes[actions[..., 0]], actions[..., 1], actions[..., 2]], -1)
@@ -311,6 +340,62 @@ class RLController:
             cid = f"rl-{self._counter:07d}-{program_key(program, canonical=True)}"
             out.append(Candidate(program, cid, self.name, {"decisions": decisions, "log_prob": lp}))
             self._counter += 1
+        self._last_ask = (out, [c.metadata["decisions"] for c in out], actions)
+        return out
+
+    def _ask_novel(self, n: int) -> list[Candidate]:
+        """`ask` with novelty on (module docstring)."""
+        memory = self._memory
+        limit = NOVELTY_DRAWS * n
+        size = max(2 * n, 32)
+        drawn = 0
+        batches: list[torch.Tensor] = []
+        novel: list[tuple] = []  # (index among all draws, decisions, program, key, log-prob)
+        known: list[tuple] = []  # the same, for draws whose program was known
+        parsed: dict[tuple, tuple] = {}  # flat decisions -> (decisions, program, key), this ask only
+        threads = self._threads_for(n)  # by what was asked: extra draws are no reason for more threads
+        while len(novel) < n and drawn < limit:
+            size = min(size, limit - drawn)
+            with _intra_op_threads(threads):
+                actions, logp = self.controller.sample(size, self._binary, self._generator)
+            batches.append(actions)
+            raw = torch.stack([self._op_codes[actions[..., 0]], actions[..., 1], actions[..., 2]], -1)
+            for i, (flat, lp) in enumerate(zip(raw.view(size, -1).tolist(), logp.tolist())):
+                flat = tuple(flat)
+                hit = parsed.get(flat)
+                if hit is None:
+                    it = iter(flat)
+                    decisions = tuple(zip(it, it, it))
+                    program = canonical_from_steps(decisions)
+                    hit = parsed[flat] = (decisions, program, program_key(program, canonical=True))
+                entry = (drawn + i, *hit, lp)
+                if memory.add(hit[2]):
+                    novel.append(entry)
+                    if len(novel) == n:
+                        break  # the rest of the batch is never looked at
+                else:
+                    known.append(entry)
+            drawn += size
+            size *= 2
+        chosen = [(entry, True) for entry in novel]
+        if len(chosen) < n:  # fill: known programs not yet returned first, then any, in draw order
+            returned = {entry[3] for entry in novel}
+            spare = []
+            for entry in known:
+                if entry[3] in returned:
+                    spare.append(entry)
+                else:
+                    returned.add(entry[3])
+                    chosen.append((entry, False))
+            chosen += [(entry, False) for entry in spare]
+            chosen = chosen[:n]
+        out = []
+        for (_, decisions, program, key, lp), is_new in chosen:
+            cid = f"rl-{self._counter:07d}-{key}"
+            out.append(Candidate(program, cid, self.name, {"decisions": decisions, "log_prob": lp, "novel": is_new}))
+            self._counter += 1
+        rows = torch.tensor([entry[0] for entry, _ in chosen])
+        actions = (batches[0] if len(batches) == 1 else torch.cat(batches)).index_select(0, rows)
         self._last_ask = (out, [c.metadata["decisions"] for c in out], actions)
         return out
 
@@ -385,7 +470,8 @@ class RLController:
         rewards = check_tell_args(candidates, rewards)
         if not candidates:
             return
-        self._buffer_actions.append(self.actions_for(candidates))
+        self._buffer_actions.append(self.actions_for(candidates))  # checks un-asked candidates
+        remember_told(self._memory, candidates, self.name)
         self._buffer_rewards.extend(rewards)
         if len(self._buffer_rewards) >= self.config.batch_size:
             with _intra_op_threads(self._threads_for(len(self._buffer_rewards))):
@@ -413,7 +499,7 @@ class RLController:
     # ------------------------------------------------------------------------------ state
 
     def state_dict(self) -> dict:
-        return {
+        return memory_state(self._memory, {
             "strategy": self.name,
             "controller": {k: v.clone() for k, v in self.controller.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
@@ -423,7 +509,7 @@ class RLController:
             "counter": self._counter,
             "buffer_actions": [a.clone() for a in self._buffer_actions],
             "buffer_rewards": list(self._buffer_rewards),
-        }
+        })
 
     def load_state_dict(self, state: dict) -> None:
         check_strategy_state(state, self.name)
@@ -436,3 +522,4 @@ class RLController:
         self._buffer_actions = [torch.as_tensor(a, dtype=torch.long) for a in state["buffer_actions"]]
         self._buffer_rewards = [float(r) for r in state["buffer_rewards"]]
         self._last_ask = ([], [], torch.empty(0))
+        self._memory = load_memory(self._memory, state)

@@ -22,7 +22,8 @@ from lossgen.cli.options import with_options
 from lossgen.compare.plan import SAFETY_STOPS, ComparePlan, shared_search
 from lossgen.compare.runner import CompareHooks, run_compare
 from lossgen.phases.settings import (DEFAULT_PATIENCE, OPTION_TYPES, SEARCH_OPTIONS, CheckSettings, Phase3Settings,
-                                     parse_duration, search_from_options)
+                                     parse_duration, parse_numbers, preset_defaults,
+                                     search_from_options)
 from lossgen.runs import RunError
 
 # The search options every run shares (the strategy, seed, budget and run directory are per run).
@@ -32,7 +33,8 @@ COMPARE_DEFAULTS = {
     "strategies": "rl,evolution,random", "seeds": 3, "budget": 300, "out": None, "jobs": 1, "top": Phase3Settings.top,
     "threshold": CheckSettings.threshold, "phase3_seeds": Phase3Settings.seeds, "max_epochs": Phase3Settings.max_epochs,
     "early_stop": Phase3Settings.early_stop,
-    "baselines": Phase3Settings.baselines,
+    "baselines": Phase3Settings.baselines, "selection": Phase3Settings.selection,
+    "survivors": Phase3Settings.survivors, "rungs": Phase3Settings.rungs,
 }
 ALWAYS_SHOWN = ("strategies", "seeds", "budget", "dataset", "model", "out")  # first in the recorded command
 # `compare` takes the shared search options but its own --patience (its default differs)
@@ -42,7 +44,8 @@ _SEARCH_NAMES = [k for k in SHARED_SEARCH if k != "patience"]
 def _settings(cli: dict, config_file: Optional[Path]) -> dict:
     try:
         file = load_config_file(config_file, set(COMPARE_DEFAULTS))
-        return resolve(cli, file, COMPARE_DEFAULTS, {**OPTION_TYPES, "out": str})
+        defaults = preset_defaults(COMPARE_DEFAULTS, cli.get("preset") or file.get("preset"))
+        return resolve(cli, file, defaults, {**OPTION_TYPES, "out": str})
     except ValueError as err:
         fail(str(err))
 
@@ -50,9 +53,14 @@ def _settings(cli: dict, config_file: Optional[Path]) -> dict:
 def command_line(s: dict) -> str:
     """The command that reproduces these settings (options at their default left out)."""
     parts = ["lossgen", "compare"]
+    defaults = preset_defaults(COMPARE_DEFAULTS, s.get("preset"))  # a preset's own values go without saying
     for key in sorted(s, key=lambda k: ALWAYS_SHOWN.index(k) if k in ALWAYS_SHOWN else len(ALWAYS_SHOWN)):
         value = s[key]
-        if value is None or (key not in ALWAYS_SHOWN and value == COMPARE_DEFAULTS[key]):
+        if isinstance(value, (list, tuple)):  # a list option at its (preset's) default, or written as typed
+            if key not in ALWAYS_SHOWN and tuple(value) == tuple(defaults[key]):
+                continue
+            value = ",".join(f"{v:g}" for v in value) or "none"
+        if value is None or (key not in ALWAYS_SHOWN and value == defaults[key]):
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -78,7 +86,8 @@ def _plan(s: dict) -> ComparePlan:
                            budget=s["budget"], dataset=s["dataset"], data_dir=s["data_dir"],
                            search=shared_search(config), limits=limits, top=s["top"], threshold=s["threshold"],
                            phase3_seeds=s["phase3_seeds"], max_epochs=s["max_epochs"], baselines=s["baselines"],
-                           early_stop=s["early_stop"])
+                           early_stop=s["early_stop"], selection=s["selection"], survivors=s["survivors"],
+                           rungs=parse_numbers(s["rungs"], "rungs", int))
         plan.check()
     except ValueError as err:
         fail(str(err))
@@ -94,7 +103,10 @@ def compare(
     out: Optional[str] = typer.Option(None, help="Directory of the comparison (runs, Phase III, report)."),
     jobs: Optional[int] = typer.Option(None, help="Searches run in parallel processes. [default: 1]"),
     patience: Optional[int] = typer.Option(None, help=f"Safety stop per run: rounds without validation improvement. [default: {DEFAULT_PATIENCE}]"),
-    top: Optional[int] = typer.Option(None, help=f"Best distinct passing candidates per run taken to Phase III. [default: {Phase3Settings.top}]"),
+    top: Optional[int] = typer.Option(None, help=f"With --selection top: best distinct passing candidates per run, by search reward, taken to Phase III. [default: {Phase3Settings.top}]"),
+    selection: Optional[str] = typer.Option(None, help="Phase III selection: race (every distinct passing candidate of a run races on validation, its best --survivors train to convergence) or top (the paper's). [default: race; paper preset: top]"),
+    survivors: Optional[int] = typer.Option(None, help=f"With --selection race: candidates per run that train to convergence. [default: {Phase3Settings.survivors}]"),
+    rungs: Optional[str] = typer.Option(None, help=f"With --selection race: epochs at which the race keeps its best third. [default: {','.join(map(str, Phase3Settings.rungs))}]"),
     threshold: Optional[float] = typer.Option(None, help=f"Phase II pass mark. [default: {CheckSettings.threshold}]"),
     phase3_seeds: Optional[int] = typer.Option(None, "--phase3-seeds", help=f"Phase III seeds per loss. [default: {Phase3Settings.seeds}]"),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help=f"Phase III epoch cap per training run. [default: {Phase3Settings.max_epochs}]"),
@@ -108,7 +120,7 @@ def compare(
     tests. Resumable: the same command again continues where it stopped."""
     own = {"strategies": strategies, "seeds": seeds, "budget": budget, "out": out, "jobs": jobs, "patience": patience,
            "top": top, "threshold": threshold, "phase3_seeds": phase3_seeds, "max_epochs": max_epochs, "early_stop": early_stop,
-           "baselines": baselines}
+           "baselines": baselines, "selection": selection, "survivors": survivors, "rungs": rungs}
     s = _settings({**options, **own}, config)
     plan = _plan(s)
     where = executor_settings(executor, ray_address)

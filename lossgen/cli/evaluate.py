@@ -19,7 +19,7 @@ from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
 from lossgen.phases.executor import ExecutorError, ExecutorSettings, ray_session
 from lossgen.phases.runs import evaluate_run
 from lossgen.phases.rundata import run_dataset
-from lossgen.phases.settings import DEFAULT_BASELINES, Phase3Settings
+from lossgen.phases.settings import DEFAULT_BASELINES, Phase3Settings, parse_numbers
 from lossgen.reports import effectiveness as report
 from lossgen.runs import RunError
 from lossgen.training.losses import ALL_NAMED, from_program, parse_losses
@@ -51,7 +51,15 @@ def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd", ex
                 bar.update(job, completed=epoch, description=f"Phase III: epoch {epoch}, {active} runs training")
                 plain(f"Phase III: epoch {epoch} of at most {settings.max_epochs}, {active} runs training")
 
-            result = evaluate_run(store, data, settings.top, settings.baselines, config, progress, executor=executor)
+            racing = bar.add_task("race", total=max(settings.rungs), visible=settings.selection == "race")
+
+            def race_progress(epoch: int, active: int) -> None:
+                bar.update(racing, completed=epoch, description=f"race: epoch {epoch}, {active} racers training")
+                plain(f"Phase III race: epoch {epoch} of at most {max(settings.rungs)}, {active} racers training")
+
+            result = evaluate_run(store, data, settings.top, settings.baselines, config, progress, executor=executor,
+                                  selection=settings.selection, survivors=settings.survivors, rungs=settings.rungs,
+                                  race_progress=race_progress)
     except KeyboardInterrupt:
         console.print(f"interrupted: Phase III results were not saved; the search and Phase II are intact in "
                       f"{store.path}; run the same command to redo Phase III", highlight=False, soft_wrap=True)
@@ -88,7 +96,10 @@ def result_model(store, config: EffectivenessConfig) -> str:
 
 def evaluate(
     run: Optional[Path] = typer.Argument(None, help="A run directory: evaluate its best candidates (after `lossgen check`)."),
-    top: int = typer.Option(Phase3Settings.top, help="With a run: best distinct passing candidates to evaluate."),
+    top: int = typer.Option(Phase3Settings.top, help="With a run and --selection top: best distinct passing candidates by search reward to evaluate."),
+    selection: Optional[str] = typer.Option(None, help="With a run: race (every distinct passing candidate races, the best --survivors train to convergence) or top (the paper's --top by search reward). [default: the run's preset's: race for lossgen, top for paper]"),
+    survivors: int = typer.Option(Phase3Settings.survivors, help="With a run and --selection race: candidates that train to convergence."),
+    rungs: str = typer.Option(",".join(map(str, Phase3Settings.rungs)), help="With a run and --selection race: epochs at which the race keeps its best third."),
     dataset: str = typer.Option("synthetic", help="ml-100k, synthetic[:...], a split directory or a ratings CSV."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Directory holding ml-100k/u.data (with a run: default where the run read its data)."),
     model: str = typer.Option("mf", help="Recommender: mf (biased MF) or mlp (the paper's MLP)."),
@@ -130,9 +141,16 @@ def evaluate(
         except (ValueError, OSError) as err:
             store.close()
             fail(" ".join(str(err).split()))
-        run_phase3(store, data, Phase3Settings(top, seeds, max_epochs, DEFAULT_BASELINES if losses is None else losses,
-                                               early_stop),
-                   optimizer, where)
+        if selection is None:  # the run's preset's (runs from before presets: the paper's)
+            selection = "top" if store.config.get("preset", "paper") == "paper" else "race"
+        try:
+            settings = Phase3Settings(top, seeds, max_epochs, DEFAULT_BASELINES if losses is None else losses,
+                                      early_stop, selection, survivors, parse_numbers(rungs, "rungs", int))
+            settings.check()
+        except ValueError as err:
+            store.close()
+            fail(str(err))
+        run_phase3(store, data, settings, optimizer, where)
         console.print(f"wrote {Path(store.path) / 'phase3'}", highlight=False)
         store.close()
         return

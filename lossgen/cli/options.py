@@ -51,6 +51,11 @@ SEARCH = {
     "zero_reward": (float, typer.Option(None, "--zero-reward", help=_help("Reward of zero-gradient and diverged candidates.", "zero_reward"))),
     "optimizer": (str, typer.Option(None, help=_help("Recommender optimizer: sgd or adam.", "optimizer"))),
     "lr": (float, typer.Option(None, help=_help("Recommender learning rate.", "lr"))),
+    "preset": (str, typer.Option(None, help=_help("Complete settings: lossgen (what finds good losses) or paper (the paper's algorithm as printed); any option given overrides its preset value.", "preset"))),
+    "eps_grid": (str, typer.Option(None, "--eps-grid", help="Smoothing epsilons Phase I tries per candidate that uses Log, Reciprocal or Sqrt, e.g. 0.1,0.01,0.001; none: the paper's xi. [default: 0.1,0.01,0.001; paper preset: none]")),
+    "reward": (str, typer.Option(None, help="Phase I reward: reference (one epoch from the run's fixed initial recommender: comparable across the run) or moving (the paper's: from the current recommender, which moves on). [default: reference; paper preset: moving]")),
+    "strict": (bool, typer.Option(None, "--strict/--no-strict", help="The strict Phase II (both labels pushed the right way, no exploding gradient), also applied in Phase I before training. [default: on; paper preset: off]")),
+    "novelty": (bool, typer.Option(None, "--novelty/--no-novelty", help="Strategies avoid proposing programs they proposed before. [default: on; paper preset: off]")),
 }
 
 

@@ -30,7 +30,7 @@ from lossgen.phases.runs import check_run
 from lossgen.phases.rundata import remember_data
 from lossgen.phases.search import LossSearch
 from lossgen.phases.settings import (OPTION_TYPES, PHASE_OPTIONS, SEARCH_OPTIONS, CheckSettings, Phase3Settings,
-                                     run_config, search_from_options)
+                                     phase_settings, preset_defaults, run_config, search_from_options)
 from lossgen.reports.run import write_report
 from lossgen.runs import RunError, RunStore
 
@@ -42,6 +42,7 @@ def _settings(cli: dict, config_file: Optional[Path], extra_defaults: dict | Non
     try:
         # one file serves `search` and `run`: search reads the search keys and ignores the phase keys
         file = load_config_file(config_file, set(SEARCH_OPTIONS) | set(PHASE_OPTIONS))
+        defaults = preset_defaults(defaults, cli.get("preset") or file.get("preset"))
         resolved = resolve(cli, file, defaults, OPTION_TYPES)
     except ValueError as err:
         fail(str(err))
@@ -221,7 +222,10 @@ def run(
     options: dict,
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file of option values (command line wins)."),
     threshold: Optional[float] = typer.Option(None, help=f"Phase II pass mark. [default: {CheckSettings.threshold}]"),
-    top: Optional[int] = typer.Option(None, help=f"Best distinct passing candidates taken to Phase III. [default: {Phase3Settings.top}]"),
+    top: Optional[int] = typer.Option(None, help=f"With --selection top: best distinct passing candidates by search reward taken to Phase III. [default: {Phase3Settings.top}]"),
+    selection: Optional[str] = typer.Option(None, help="Phase III selection: race (every distinct passing candidate races on validation, the best --survivors train to convergence) or top (the paper's). [default: race; paper preset: top]"),
+    survivors: Optional[int] = typer.Option(None, help=f"With --selection race: candidates that train to convergence. [default: {Phase3Settings.survivors}]"),
+    rungs: Optional[str] = typer.Option(None, help=f"With --selection race: epochs at which the race keeps its best third. [default: {','.join(map(str, Phase3Settings.rungs))}]"),
     seeds: Optional[int] = typer.Option(None, help=f"Phase III seeds per loss. [default: {Phase3Settings.seeds}]"),
     max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help=f"Phase III epoch cap per run. [default: {Phase3Settings.max_epochs}]"),
     early_stop: Optional[str] = typer.Option(None, "--early-stop", help=f"Phase III early-stop rules: paper or official (the authors' code). [default: {Phase3Settings.early_stop}]"),
@@ -234,12 +238,10 @@ def run(
     Resumable: the same command again continues where it stopped."""
     where = executor_settings(executor, ray_address, workers)
     cli = {**options, "threshold": threshold, "top": top, "seeds": seeds, "max_epochs": max_epochs, "early_stop": early_stop,
-           "baselines": baselines}
+           "baselines": baselines, "selection": selection, "survivors": survivors, "rungs": rungs}
     s = _settings(cli, config, PHASE_OPTIONS)
-    phase3 = Phase3Settings(s["top"], s["seeds"], s["max_epochs"], s["baselines"], s["early_stop"])
     try:
-        phase3.check()
-        CheckSettings(s["threshold"]).check()
+        _, phase3 = phase_settings(s)
     except ValueError as err:
         fail(str(err))
     store, data, _ = run_search(s, where)

@@ -48,7 +48,7 @@ def run_measures(store: RunStore, budget: int, top: int, threshold: float) -> di
         "by_time": [[round_end[r.round], r.reward] for r in evaluated],
         "validation_by_round": _changes([[r.round, r.get("validation")] for r in rounds if r.round <= cut.round]),
         "chosen": [{"id": r.id, "fingerprint": r.fingerprint, "program": [list(s) for s in r.program],
-                    "formula": r.formula, "reward": r.reward, "evaluation": r.evaluation}
+                    "formula": r.formula, "eps": r.eps, "reward": r.reward, "evaluation": r.evaluation}
                    for r in store.best_passing(top, budget)],
     }
 

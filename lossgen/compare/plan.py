@@ -51,6 +51,11 @@ class ComparePlan:
     max_epochs: int = Phase3Settings.max_epochs
     baselines: str = Phase3Settings.baselines
     early_stop: str = Phase3Settings.early_stop  # Phase III early-stop rules (older plans: paper)
+    # which candidates of a run Phase III trains: `race` (every distinct passing one races, the
+    # `survivors` best train) or `top` (the `top` best by search reward). Older plans: top.
+    selection: str = Phase3Settings.selection
+    survivors: int = Phase3Settings.survivors
+    rungs: tuple[int, ...] = Phase3Settings.rungs
 
     def check(self) -> None:
         if not self.strategies:
@@ -67,11 +72,15 @@ class ComparePlan:
         unknown_stops = set(self.limits) - set(SAFETY_STOPS)
         if unknown_stops:
             raise ValueError(f"unknown safety stop {sorted(unknown_stops)[0]!r}; choose from {', '.join(SAFETY_STOPS)}")
-        Phase3Settings(self.top, self.phase3_seeds, self.max_epochs, self.baselines, self.early_stop).check()
+        self.phase3_settings().check()
         CheckSettings(self.threshold).check()
         for strategy in self.strategies:
             self.search_config(strategy, self.seeds[0]).check()
         self.search_limits().check()
+
+    def phase3_settings(self) -> Phase3Settings:
+        return Phase3Settings(self.top, self.phase3_seeds, self.max_epochs, self.baselines, self.early_stop,
+                              self.selection, self.survivors, tuple(self.rungs))
 
     def search_config(self, strategy: str, seed: int) -> SearchConfig:
         """The SearchConfig of one run."""
@@ -86,7 +95,7 @@ class ComparePlan:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["strategies"], d["seeds"] = list(self.strategies), list(self.seeds)
+        d["strategies"], d["seeds"], d["rungs"] = list(self.strategies), list(self.seeds), list(self.rungs)
         return d
 
     @staticmethod
@@ -94,8 +103,10 @@ class ComparePlan:
         """From plan.json's `plan`, either form (library settings, or the older flat option names)."""
         d = dict(d)
         d["strategies"], d["seeds"] = tuple(d["strategies"]), tuple(d["seeds"])
+        d.setdefault("selection", "top")  # written before the race: Phase III took the top candidates
+        d["rungs"] = tuple(d.get("rungs", Phase3Settings.rungs))
         if "limits" not in d:  # written before plans held library settings: the flat option names
-            flat = dict(d.pop("search", {}))
+            flat = {"preset": "paper", **d.pop("search", {})}  # written before presets: the paper's
             config, _ = search_from_options({**flat, "budget": d["budget"]})
             d["dataset"], d["data_dir"] = flat.get("dataset", DEFAULT_DATASET), flat.get("data_dir")
             d["search"] = shared_search(config)

@@ -1,7 +1,8 @@
 """`run_compare`: the whole comparison, resumable as a whole.
 
 Steps: check the settings and record the plan (plan.json) -> Phase I of every run (skipped for runs already at their
-limits) -> Phase II on every run -> the shared Phase III (reused when unchanged) -> measures,
+limits) -> Phase II on every run -> the shared Phase III (reused when unchanged; with the race
+selection, every run's passing candidates race first, lossgen.compare.phase3) -> measures,
 statistics, report. Every step's results live on disk before the next starts, so the same
 command after a kill or Ctrl-C picks up where it stopped: completed rounds of a run are kept,
 finished runs are not searched again, and a finished Phase III is not trained again.
@@ -23,7 +24,8 @@ from lossgen.runs import RunStore
 from lossgen.training.trainer import TrainConfig
 from lossgen.util.atomic import write_text_atomic
 from lossgen.compare.measures import run_measures
-from lossgen.compare.phase3 import shared_phase3
+from lossgen.compare.phase3 import run_survivors, shared_phase3
+from lossgen.ir.printers import with_epsilon
 from lossgen.compare.plan import PLAN_FILE, ComparePlan, run_dir, run_name
 from lossgen.compare.report import write_report
 from lossgen.compare.searches import prepare_runs, run_searches
@@ -37,6 +39,7 @@ class CompareHooks:
     on_run_done: Callable[[dict], None] | None = None
     on_phase: Callable[[str], None] | None = None  # "search", "check", "phase3", "report"
     on_epoch: Callable[[int, int], None] | None = None  # Phase III (epoch, runs still training)
+    on_race: Callable[[int, int], None] | None = None  # Phase III's race (epoch, racers still training)
 
 
 
@@ -117,7 +120,9 @@ def _run_phases(plan: ComparePlan, out: Path, dataset, jobs: int, hooks: Compare
             if not phase2_current(store, plan.threshold):
                 check_run(store, plan.threshold)
             name = run_name(strategy, seed)
-            measures[name] = run_measures(store, plan.budget, plan.top, plan.threshold)
+            # with the race, every distinct passing candidate of the run races (top None: all of them)
+            top = plan.top if plan.selection == "top" else None
+            measures[name] = run_measures(store, plan.budget, top, plan.threshold)
             chosen[name] = measures[name]["chosen"]
             run_config = run_config or store.config
         finally:
@@ -130,12 +135,28 @@ def _run_phases(plan: ComparePlan, out: Path, dataset, jobs: int, hooks: Compare
                                  ).with_early_stop(plan.early_stop)
     # with ray: Phase III sharded by loss over Ray actors (same table)
     phase3 = shared_phase3(out, dataset, chosen, plan.baselines, config, run_config.get("clamp", "paper"),
-                           hooks.on_epoch, executor)
+                           hooks.on_epoch, executor, plan.selection, plan.survivors, plan.rungs, hooks.on_race)
+    _narrow_to_survivors(measures, phase3)
 
     _phase(hooks, "report")
     summary = summarize(plan, measures, phase3)
     files = write_report(out, plan, measures, summary, phase3, command)
     return {"summary": summary, "measures": measures, "phase3": phase3, "files": files}
+
+
+def _narrow_to_survivors(measures: dict[str, dict], phase3: dict) -> None:
+    """With the race, a run's Phase III candidates are its race survivors (with the epsilon they
+    trained with): `chosen` keeps those, `raced` counts what raced. With `top`, nothing changes."""
+    groups = run_survivors(phase3)
+    if groups is None:
+        return
+    eps = {e["fingerprint"]: e.get("eps") for e in phase3["results"] if e["fingerprint"]}
+    for name, m in measures.items():
+        kept = set(groups.get(name, []))
+        m["raced"] = len(m["chosen"])
+        m["chosen"] = [{**c, "eps": eps.get(c["fingerprint"]),
+                        "formula": with_epsilon(c["formula"], eps.get(c["fingerprint"]))}
+                       for c in m["chosen"] if c["fingerprint"] in kept]
 
 
 def _phase(hooks: CompareHooks, name: str) -> None:

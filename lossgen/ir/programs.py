@@ -22,6 +22,7 @@ from lossgen.ir.opset import N_INPUT_SLOTS, N_OPS, Op
 from lossgen.ir.printers import to_infix
 
 DEFAULT_MAX_STEPS = 7
+EPSILON_OPS = frozenset({Op.LOG, Op.RECIPROCAL, Op.SQRT})  # the ops that use a candidate's epsilon
 _ARITY = tuple(op.arity for op in Op)  # by code: avoids an enum lookup per step on hot paths
 
 
@@ -62,6 +63,12 @@ class Program:
 
     def ops(self) -> set[Op]:
         return {Op(op) for op, _, _ in self.steps}
+
+    @property
+    def uses_epsilon(self) -> bool:
+        """Whether a step that reaches the output is Log, Reciprocal or Sqrt: the ops whose
+        smoothing epsilon changes the loss (DESIGN.md "Loss IR")."""
+        return bool(self.canonical().ops() & EPSILON_OPS)
 
     def to_expr(self) -> Expr:
         """The tree that computes the output slot (steps that do not reach it are dropped)."""

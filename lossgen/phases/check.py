@@ -99,6 +99,34 @@ def _strict_measures(grads: torch.Tensor, y: torch.Tensor) -> tuple[list[tuple[f
     return list(zip(right_0.tolist(), right_1.tolist())), finite.max(dim=1).values.double().tolist()
 
 
+def check_candidates(programs: Sequence[Program], eps: Sequence[float | None], clamp="paper",
+                     threshold: float = DEFAULT_THRESHOLD, pairs: int = DEFAULT_PAIRS, seed: int = DEFAULT_SEED,
+                     strict: bool = False) -> CheckResult:
+    """`validation_check` of candidates that each carry their own smoothing epsilon (None: the
+    paper's smoothing, with sign(0) = 0), in at most two kernel calls."""
+    n = len(programs)
+    rates, passed, zero = [0.0] * n, [False] * n, [0.0] * n
+    by_label: list[tuple[float, float]] = [(0.0, 0.0)] * n
+    largest = [0.0] * n
+    for plain in (True, False):
+        rows = [k for k in range(n) if (eps[k] is None) == plain]
+        if not rows:
+            continue
+        e = None if plain else torch.tensor([float(eps[k]) for k in rows], dtype=torch.float32)
+        part = validation_check([programs[k] for k in rows], clamp, threshold, pairs, seed, strict, e)
+        for j, k in enumerate(rows):
+            rates[k], passed[k], zero[k] = part.rates[j], part.passed[j], part.zero_shares[j]
+            by_label[k], largest[k] = part.strict_rates[j], part.max_gradients[j]
+    return CheckResult(rates, passed, threshold, pairs, zero, strict, by_label, largest)
+
+
+def strict_measure(strict_rates: tuple[float, float], max_gradient: float) -> float:
+    """One number for the strict rule, stored with a candidate: the smaller per-label share of
+    pairs pushed the right way, or 0.0 when a gradient exceeds STRICT_MAX_GRADIENT (so the strict
+    rule passes exactly when this measure reaches the threshold)."""
+    return 0.0 if not max_gradient <= STRICT_MAX_GRADIENT else float(min(strict_rates))
+
+
 def strict_pass(strict_rates: tuple[float, float], max_gradient: float, threshold: float) -> bool:
     """Both labels pushed the right way (non-zero gradient of the right sign) on `threshold` of
     their pairs, and no gradient larger than STRICT_MAX_GRADIENT."""

@@ -1,7 +1,9 @@
 """Phase III, the effectiveness test (DESIGN.md "The three phases"; paper §4.3, Tables 4-5).
 
 Every loss trains a freshly initialised recommender to convergence, for several seeds; losses
-with a smoothing epsilon (MaxR, SumR, LogMin) try every epsilon of the grid 1, 1e-1, ..., 1e-6.
+with a smoothing epsilon (MaxR, SumR, LogMin, a program that carries one) try every epsilon of
+the grid 1, 1e-1, ..., 1e-6, except those named in `fixed_eps` (a program whose epsilon Phase
+III's race, lossgen.phases.racing, already chose), which keep theirs.
 All (loss, epsilon, seed) runs form ONE population trained side by side (same batch order per
 epoch for all). Each run stops on the paper's rule: its validation metric got worse for
 `patience` consecutive epochs, or its best epoch is more than `stale` epochs ago (or the epoch
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 
@@ -111,10 +113,11 @@ class EffectivenessResult:
     epochs_trained: int
 
 
-def _expand(losses: Sequence[LossSpec], config: EffectivenessConfig) -> list[Run]:
+def _expand(losses: Sequence[LossSpec], config: EffectivenessConfig, fixed_eps: Collection[str] = ()) -> list[Run]:
     runs = []
     for spec in losses:
-        variants = [spec.with_eps(e) for e in config.eps_grid] if spec.uses_epsilon else [spec]
+        grid = spec.uses_epsilon and spec.name not in fixed_eps
+        variants = [spec.with_eps(e) for e in config.eps_grid] if grid else [spec]
         for variant in variants:
             runs.extend(Run(variant, seed) for seed in config.seeds)
     return runs
@@ -195,8 +198,10 @@ def _paired_bootstrap(scores_a: torch.Tensor, scores_b: torch.Tensor, labels: to
 
 def run_effectiveness(dataset: Dataset, losses: Sequence[LossSpec], config: EffectivenessConfig = EffectivenessConfig(),
                       progress: Callable[[int, int], None] | None = None,
-                      executor: ExecutorSettings | None = None) -> EffectivenessResult:
-    """`executor`: with `ray`, the runs are split by loss over Ray actors
+                      executor: ExecutorSettings | None = None,
+                      fixed_eps: Collection[str] = ()) -> EffectivenessResult:
+    """`fixed_eps`: names of losses that train with their own epsilon only (no grid).
+    `executor`: with `ray`, the runs are split by loss over Ray actors
     (lossgen.phases.distributed.train_sharded; Ray must be connected, see `ray_session`) and
     only the selection, the test predictions' metrics and the bootstraps happen here. Each run
     trains as it would in the whole population (the same seed, the same batch order per epoch,
@@ -208,8 +213,11 @@ def run_effectiveness(dataset: Dataset, losses: Sequence[LossSpec], config: Effe
     names = [s.name for s in losses]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate loss names: {names}")
+    unknown = sorted(set(fixed_eps) - set(names))
+    if unknown:
+        raise ValueError(f"fixed_eps names losses that are not evaluated: {', '.join(unknown)}")
     metric = metric_for_task(config.task)
-    runs = _expand(losses, config)
+    runs = _expand(losses, config, fixed_eps)
     if executor is not None and executor.is_ray:
         best = train_sharded(dataset, runs, config, executor, train_to_convergence, progress)
     else:

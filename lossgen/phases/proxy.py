@@ -32,10 +32,16 @@ def fingerprints(grads: torch.Tensor) -> list[str]:
     return [hashlib.sha1(",".join(f"{v:.4e}" for v in row).encode()).hexdigest()[:16] for row in rows]
 
 
-def probe_fingerprints(programs: list[Program], clamp) -> list[str]:
-    """The fingerprints of `programs` (one compiled kernel call)."""
-    _, probe = kernels.evaluate(batch(programs), PROBE_Y_HAT, PROBE_Y, clamp)
-    return fingerprints(probe)
+def probe_fingerprints(programs: list[Program], clamp, eps_grid: tuple[float, ...] = ()) -> list[str]:
+    """The fingerprints of `programs` (one compiled kernel call per epsilon). With an epsilon grid
+    a fingerprint covers the program at every epsilon of the grid: it identifies the family of
+    functions Phase I tries, so two programs that agree at every grid value are one loss."""
+    programs_t = batch(programs)
+    if not eps_grid:
+        _, probe = kernels.evaluate(programs_t, PROBE_Y_HAT, PROBE_Y, clamp)
+        return fingerprints(probe)
+    probes = [kernels.evaluate(programs_t, PROBE_Y_HAT, PROBE_Y, clamp, float(e))[1] for e in eps_grid]
+    return fingerprints(torch.cat(probes, dim=1))
 
 
 class GradientMemory:
@@ -63,7 +69,9 @@ class GradientMemory:
         return self.ids[k], float(d[k])
 
 
-def proxy_gradients(programs: list[Program], y_hat: torch.Tensor, labels: torch.Tensor, clamp) -> torch.Tensor:
-    """g = d f / d y_hat on the proxy batch, divided by |B| (the batch loss is a mean): [K, |B|]."""
-    _, grads = kernels.evaluate(batch(programs), y_hat, labels, clamp)
+def proxy_gradients(programs: list[Program], y_hat: torch.Tensor, labels: torch.Tensor, clamp,
+                    eps=None) -> torch.Tensor:
+    """g = d f / d y_hat on the proxy batch, divided by |B| (the batch loss is a mean): [K, |B|].
+    `eps`: the candidates' smoothing epsilons, as `lossgen.kernels.evaluate` takes them."""
+    _, grads = kernels.evaluate(batch(programs), y_hat, labels, clamp, eps)
     return grads / len(labels)

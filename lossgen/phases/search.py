@@ -35,14 +35,16 @@ import torch
 
 from lossgen.data.dataset import Dataset
 from lossgen.ir.formula import to_infix
+from lossgen.ir.printers import with_epsilon
 from lossgen.ir.opset import parse_clamp
 from lossgen.ir.programs import Program
 from lossgen.models import MFPopulation, MLPPopulation, create_population
 from lossgen.phases.distributed import RayEvaluator
 from lossgen.phases.evaluator import Evaluator
 from lossgen.phases.executor import ExecutorSettings
+from lossgen.phases.check import STRICT_MAX_GRADIENT, check_candidates
 from lossgen.phases.proxy import GradientMemory, probe_fingerprints, proxy_gradients
-from lossgen.phases.settings import SearchConfig, SearchLimits
+from lossgen.phases.settings import CheckSettings, SearchConfig, SearchLimits
 from lossgen.runs import CandidateRecord, CandidateState, RunStore
 from lossgen.search import SearchStrategy, create
 from lossgen.training.losses import from_program
@@ -114,6 +116,7 @@ class LossSearch:
         self.proxy_users, self.proxy_items = train.users[pick], train.items[pick]
         self.proxy_labels = train.labels[pick]
         self.clamp = parse_clamp(self.config.clamp)
+        self.check = CheckSettings(strict=True)  # the strict Phase II's pass mark and pairs, for `strict`
         self._unbooked = 0.0
         self._restore()
 
@@ -138,6 +141,8 @@ class LossSearch:
             self.model = self._new_model([cfg.seed])
             self.round = 0
             self.totals = {"sampled": 0, "evaluated": 0, "zero_gradient": 0, "duplicates": 0, "accepted": 0}
+            if cfg.strict:
+                self.totals["rejected"] = 0
             self.elapsed = 0.0
             self.utility = float(self._utility(self.model, self.dataset.validation)[0])
             self.train_metric = self._reported(float(self._utility(self.model, self.dataset.train)[0]))
@@ -159,21 +164,36 @@ class LossSearch:
 
     def _state(self) -> dict[str, Any]:
         """Everything but the recommender, which is saved apart and only when it changed."""
-        return {"strategy": self.strategy.state_dict(),
-                "order_gen": self.order_gen.get_state(), "totals": dict(self.totals), "elapsed": self.elapsed,
-                "utility": self.utility, "train_metric": self.train_metric, "best_utility": self.best_utility,
-                "stale": self.stale, "best_so_far": self.best_so_far, "best_id": self.best_id}
+        state = {"strategy": self.strategy.state_dict(),
+                 "order_gen": self.order_gen.get_state(), "totals": dict(self.totals), "elapsed": self.elapsed,
+                 "utility": self.utility, "train_metric": self.train_metric, "best_utility": self.best_utility,
+                 "stale": self.stale, "best_so_far": self.best_so_far, "best_id": self.best_id}
+        if self.config.eps_grid and self._gradient_duplicates:
+            # the gradient memory of this state, by variant (records keep only each candidate's best)
+            state["memory"] = {"keys": list(self.memory.ids), "h": self.memory.h.clone(),
+                               "reward_of": dict(self.reward_of)}
+        return state
 
     def _rebuild_memory(self) -> None:
         """The run-wide fingerprint memory and the gradient memory of the current recommender
         state, from the store (so a resumed run remembers exactly what the original did)."""
         self.seen: dict[str, tuple[str, float]] = {}  # fingerprint -> (candidate id, reward)
+        self.eps_of: dict[str, float] = {}  # candidate id -> the epsilon it was trained with
         # only the rows each memory needs: decoding every row of a long run costs seconds
         for record in self.store.originals():
             if record.fingerprint not in self.seen:
                 self.seen[record.fingerprint] = (record.id, record.reward)
+                if record.eps is not None:
+                    self.eps_of[record.id] = record.eps
         self._start_state()
-        if not self.config.proxy:
+        if not self._gradient_duplicates:
+            return
+        checkpoint = self.store.load_checkpoint()
+        saved = checkpoint.state.get("memory") if checkpoint is not None else None
+        if saved is not None:
+            for cid, h in zip(saved["keys"], saved["h"]):
+                self.memory.add(h, cid)
+            self.reward_of = dict(saved["reward_of"])
             return
         moved = [r.round for r in self.store.rounds() if r.moved_to]
         since = moved[-1] if moved else -1
@@ -196,8 +216,16 @@ class LossSearch:
     def _reported(self, utility: float) -> float:
         return self.evaluator.reported(utility)
 
-    def _proxy_g(self, programs: list[Program]) -> torch.Tensor:
-        return proxy_gradients(programs, self.proxy_y_hat, self.proxy_labels, self.clamp)
+    def _proxy_g(self, programs: list[Program], eps=None) -> torch.Tensor:
+        return proxy_gradients(programs, self.proxy_y_hat, self.proxy_labels, self.clamp, eps)
+
+    @property
+    def _gradient_duplicates(self) -> bool:
+        """Whether the proxy test looks for gradient duplicates: only on a moving recommender (the
+        paper's). With the fixed reference state the run-wide fingerprint memory already knows
+        every function scored on that state, exactly; distances on |B| = 5 points would merge
+        different losses."""
+        return self.config.proxy and self.config.reward == "moving"
 
     # ------------------------------------------------------------------ the loop
 
@@ -222,13 +250,12 @@ class LossSearch:
         programs = [c.program for c in candidates]
         rows = [{"id": c.id, "program": [list(s) for s in c.program.steps], "formula": to_infix(c.program),
                  "strategy": c.strategy, "reward": None, "accepted": False} for c in candidates]
-        for row, fp in zip(rows, probe_fingerprints(programs, self.clamp)):
+        for row, fp in zip(rows, probe_fingerprints(programs, self.clamp, cfg.eps_grid)):
             row["fingerprint"] = fp
-        g = self._proxy_g(programs) if cfg.proxy else None
-        coords = self.memory.coords(g) if cfg.proxy else None
-        norms = torch.linalg.vector_norm(coords, dim=1) if cfg.proxy else None
 
-        survivors: list[int] = []
+        # Run-wide duplicates first: they cost nothing more.
+        rows_by_id = {row["id"]: row for row in rows}
+        fresh: list[int] = []
         round_seen: dict[str, str] = {}  # fingerprint -> id, for this round's not-yet-scored ones
         for k, row in enumerate(rows):
             fp = row["fingerprint"]
@@ -236,51 +263,56 @@ class LossSearch:
                 row["state"] = CandidateState.DUPLICATE
                 if fp in self.seen:  # an earlier round's: its reward is known
                     row["duplicate_of"], row["reward"] = self.seen[fp]
+                    row["eps"] = self.eps_of.get(row["duplicate_of"])
                 else:
                     row["duplicate_of"] = round_seen[fp]
                 continue
-            if cfg.proxy and float(norms[k]) < cfg.delta:
-                row["state"], row["reward"] = CandidateState.ZERO_GRADIENT, cfg.zero_reward
-            elif cfg.proxy:
-                near, dist = self.memory.nearest(coords[k])
-                if dist < cfg.delta:
-                    row["state"], row["duplicate_of"] = CandidateState.DUPLICATE, near
-                    row["reward"] = self.reward_of.get(near)  # None: scored this round, set below
-                    continue
-                row["state"] = CandidateState.PASSED
-                self.memory.add(coords[k], row["id"])
-                survivors.append(k)
-            else:
-                row["state"] = CandidateState.OFF
-                survivors.append(k)
             round_seen[fp] = row["id"]
+            fresh.append(k)
 
-        moved_to = self._evaluate(rows, survivors, programs)
+        variants = self._screen(rows, programs, fresh)
+        for row in rows:  # a fingerprint duplicate of this round's gradient duplicate: of its original
+            original = rows_by_id.get(row.get("duplicate_of")) if row["state"] == CandidateState.DUPLICATE else None
+            if original is not None and original["state"] == CandidateState.DUPLICATE:
+                row["duplicate_of"], row["reward"] = original["duplicate_of"], original["reward"]
+        moved_to = self._evaluate(rows, variants, programs)
 
         # Rewards of the duplicates, now that every original has one.
         by_id = {row["id"]: row for row in rows}
         for row in rows:
             if row["state"] == CandidateState.DUPLICATE:
                 if row["reward"] is None:
-                    row["reward"] = by_id[row["duplicate_of"]]["reward"]
+                    original = by_id.get(row["duplicate_of"])
+                    row["reward"] = original["reward"] if original else self.reward_of.get(row["duplicate_of"])
+                    row.setdefault("eps", original.get("eps") if original else None)
             elif cfg.dedupe and row["fingerprint"] not in self.seen:
                 self.seen[row["fingerprint"]] = (row["id"], row["reward"])
-            if row["state"] == CandidateState.PASSED and moved_to is None:  # a move started a new memory
-                self.reward_of[row["id"]] = row["reward"]
+                if row.get("eps") is not None:
+                    self.eps_of[row["id"]] = row["eps"]
 
+        for row in rows:  # the formula of the function that was scored: with its epsilon
+            if row.get("eps") is not None:
+                row["formula"] = with_epsilon(row["formula"], row["eps"])
         self.strategy.tell(candidates, [row["reward"] for row in rows])
-        counts = {"sampled": len(rows), "evaluated": len(survivors),
+        trained = {v.row for v in variants if v.trained}
+        counts = {"sampled": len(rows), "evaluated": len(trained),
                   "zero_gradient": sum(r["state"] == CandidateState.ZERO_GRADIENT for r in rows),
                   "duplicates": sum(r["state"] == CandidateState.DUPLICATE for r in rows),
                   "accepted": sum(r["accepted"] for r in rows)}
+        rejected = sum(r["state"] == CandidateState.REJECTED for r in rows)
         for key, n in counts.items():
             self.totals[key] += n
-        evaluated = [rows[k] for k in survivors]
+        if cfg.strict:
+            self.totals["rejected"] = self.totals.get("rejected", 0) + rejected
+        evaluated = [rows[k] for k in sorted(trained)]
         best_round = max((r["reward"] for r in evaluated), default=None)
+        improved = False
         for r in evaluated:
             if self.best_so_far is None or r["reward"] > self.best_so_far:
-                self.best_so_far, self.best_id = r["reward"], r["id"]
-        if self.utility > self.best_utility:
+                self.best_so_far, self.best_id, improved = r["reward"], r["id"], True
+        if cfg.reward == "reference":  # the recommender never moves: patience counts rounds without a better loss
+            self.stale = 0 if improved else self.stale + 1
+        elif self.utility > self.best_utility:
             self.best_utility, self.stale = self.utility, 0
         else:
             self.stale += 1
@@ -300,39 +332,148 @@ class LossSearch:
         self.round += 1
         return report
 
-    def _evaluate(self, rows: list[dict], survivors: list[int], programs: list[Program]) -> str | None:
-        """Train the survivors one epoch from copies of the recommender, set their rewards,
-        apply reward filtering and move the recommender; returns the id it moved to."""
-        cfg = self.config
-        if not survivors:
+    def _variant_eps(self, program: Program) -> list[float | None]:
+        """The smoothing epsilons Phase I tries for a program: the grid when one of its ops uses
+        an epsilon, else none (None: the paper's smoothing, which such a program does not use)."""
+        grid = self.config.eps_grid
+        return list(grid) if grid and program.uses_epsilon else [None]
+
+    def _kernel_eps(self, values: list[float | None]):
+        """Epsilons as the kernels take them: None without a grid; else a [K] tensor, the value of a
+        program that uses none being irrelevant (its ops ignore epsilon)."""
+        if not self.config.eps_grid:
             return None
-        specs = [from_program(programs[k], self.clamp, name=rows[k]["id"]) for k in survivors]
-        scored = self.evaluator.evaluate(self.model, specs, self.order_gen)
-        population, utility, losses = scored.population, scored.utilities, scored.train_losses
-        train = self.dataset.train
-        first = self.totals["evaluated"]
-        for j, k in enumerate(survivors):
+        fill = self.config.eps_grid[0]
+        return torch.tensor([fill if e is None else e for e in values], dtype=torch.float32)
+
+    def _screen(self, rows: list[dict], programs: list[Program], fresh: list[int]) -> list["_Variant"]:
+        """The strict check, the proxy test and the gradient memory, per (candidate, epsilon):
+        sets the state of every fresh candidate and returns its variants (those to train have
+        `trained` set)."""
+        cfg = self.config
+        variants = [_Variant(k, e) for k in fresh for e in self._variant_eps(programs[k])]
+        if not variants:
+            return []
+        progs = [programs[v.row] for v in variants]
+        if cfg.strict:
+            check = check_candidates(progs, [v.eps for v in variants], self.clamp, self.check.threshold,
+                                     self.check.pairs, strict=True)
+            for v, ok, rates, largest in zip(variants, check.passed, check.strict_rates, check.max_gradients):
+                v.rejected = not ok
+                v.closeness = 0.5 * (rates[0] + rates[1]) if largest <= STRICT_MAX_GRADIENT else 0.0
+        kept = [v for v in variants if not v.rejected]
+        if cfg.proxy and kept:
+            g = self._proxy_g([programs[v.row] for v in kept], self._kernel_eps([v.eps for v in kept]))
+            coords = self.memory.coords(g)
+            norms = torch.linalg.vector_norm(coords, dim=1)
+            for j, v in enumerate(kept):
+                if float(norms[j]) < cfg.delta:
+                    v.zero = True
+                elif self._gradient_duplicates:
+                    near, dist = self.memory.nearest(coords[j])
+                    if dist < cfg.delta:
+                        v.duplicate_of = near
+                    else:
+                        self.memory.add(coords[j], v.key(rows))
+        for v in kept:
+            v.trained = not v.zero and v.duplicate_of is None
+        for k in fresh:
+            mine = [v for v in variants if v.row == k]
             row = rows[k]
+            if any(v.trained for v in mine):
+                row["state"] = CandidateState.PASSED if cfg.proxy else CandidateState.OFF
+            elif any(v.duplicate_of is not None for v in mine):
+                near = next(v.duplicate_of for v in mine if v.duplicate_of is not None)
+                row["state"], row["duplicate_of"] = CandidateState.DUPLICATE, near.split("@")[0]
+                row["reward"] = self.reward_of.get(near)  # None: scored this round, set after training
+                row["eps"] = _variant_eps_of(near)
+            elif any(v.zero for v in mine):
+                row["state"], row["reward"] = CandidateState.ZERO_GRADIENT, cfg.zero_reward
+            else:  # graded by how close it came to pushing both labels the right way
+                closeness = max(v.closeness for v in mine)
+                row["state"], row["reward"] = CandidateState.REJECTED, cfg.zero_reward * (1.0 - closeness)
+        return variants
+
+    def _evaluate(self, rows: list[dict], variants: list["_Variant"], programs: list[Program]) -> str | None:
+        """Train the variants to train, one epoch each from copies of the recommender (with
+        `reward == "reference"`: of the fixed reference state, over the same batch order every
+        round), set the candidates' rewards (the best of their variants) and, with the `moving`
+        reward, apply reward filtering and move the recommender; returns the id it moved to."""
+        cfg = self.config
+        todo = [v for v in variants if v.trained]
+        if not todo:
+            return None
+        specs = [from_program(programs[v.row], self.clamp, name=v.key(rows), eps=v.eps) for v in todo]
+        # the reference state is the recommender itself, which then never moves
+        order = torch.Generator().manual_seed(cfg.seed) if cfg.reward == "reference" else self.order_gen
+        scored = self.evaluator.evaluate(self.model, specs, order)
+        population, utility, losses = scored.population, scored.utilities, scored.train_losses
+        base = self.utility
+        for j, v in enumerate(todo):
             u, loss = float(utility[j]), float(losses[j])
-            row["evaluation"] = first + j + 1
-            row["train_loss"] = loss if math.isfinite(loss) else None
+            v.slot, v.loss = j, (loss if math.isfinite(loss) else None)
             if math.isfinite(u):
-                row["validation"] = self._reported(u)
-                row["reward"] = u - self.utility
+                v.validation, v.reward = self._reported(u), u - base
             else:
-                row["reward"], row["note"] = cfg.zero_reward, "diverged"
+                v.reward, v.diverged = cfg.zero_reward, True
+        first = self.totals["evaluated"]
+        best_slot: dict[int, int] = {}  # row -> slot of its best variant
+        count = 0
+        for k in sorted({v.row for v in todo}):
+            mine = [v for v in todo if v.row == k]
+            best = max(mine, key=lambda v: (not v.diverged, v.reward))  # ties: the first (larger) epsilon
+            row = rows[k]
+            count += 1
+            row["evaluation"] = first + count
+            row["train_loss"], row["reward"], row["eps"] = best.loss, best.reward, best.eps
+            if best.diverged:
+                row["note"] = "diverged"
+            else:
+                row["validation"] = best.validation
+            for v in mine:
+                self.reward_of[v.key(rows)] = v.reward
             # a diverged copy is never accepted, whatever eta; unfiltered, every other copy is
-            row["accepted"] = row.get("note") is None and (row["reward"] >= -cfg.eta or not cfg.filtering)
-        accepted = [j for j, k in enumerate(survivors) if rows[k]["accepted"]]
+            row["accepted"] = (cfg.reward == "moving" and row.get("note") is None
+                               and (row["reward"] >= -cfg.eta or not cfg.filtering))
+            best_slot[k] = best.slot
+        accepted = [k for k in best_slot if rows[k]["accepted"]]
         if not accepted:
             return None
         if cfg.filtering:
-            chosen = max(accepted, key=lambda j: (rows[survivors[j]]["reward"], -j))
+            chosen = max(accepted, key=lambda k: (rows[k]["reward"], -best_slot[k]))
         else:
             chosen = accepted[int(torch.randint(len(accepted), (1,), generator=self.order_gen))]
-        self.model = population.select([chosen])
+        self.model = population.select([best_slot[chosen]])
         self._model_changed = True
-        self.utility = float(utility[chosen])
-        self.train_metric = self._reported(float(self._utility(self.model, train)[0]))
+        self.utility = float(utility[best_slot[chosen]])
+        self.train_metric = self._reported(float(self._utility(self.model, self.dataset.train)[0]))
         self._start_state()
-        return rows[survivors[chosen]]["id"]
+        return rows[chosen]["id"]
+
+
+@dataclass
+class _Variant:
+    """One (candidate, epsilon) of a round: how the screening judged it and what training gave."""
+
+    row: int
+    eps: float | None
+    rejected: bool = False  # fails the strict check
+    closeness: float = 0.0  # mean share of pairs pushed the right way (0 with an exploding gradient)
+    zero: bool = False  # zero proxy gradient
+    duplicate_of: str | None = None  # gradient duplicate of this variant key
+    trained: bool = False
+    slot: int = -1
+    reward: float | None = None
+    validation: float | None = None
+    loss: float | None = None
+    diverged: bool = False
+
+    def key(self, rows: list[dict]) -> str:
+        """The variant's name in the gradient memory and the population: the candidate's id,
+        with `@eps` when it carries one."""
+        cid = rows[self.row]["id"]
+        return cid if self.eps is None else f"{cid}@{self.eps:g}"
+
+
+def _variant_eps_of(key: str) -> float | None:
+    return float(key.split("@", 1)[1]) if "@" in key else None

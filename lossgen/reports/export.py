@@ -264,6 +264,15 @@ class Candidate:
     program: Program
     clamp: str
     formula: str
+    eps: float | None = None  # the smoothing epsilon it was trained with (None: the paper's)
+
+
+def trained_eps(record) -> float | None:
+    """The epsilon of the function a candidate was last trained as: Phase III's choice when it
+    reached Phase III, else the one its Phase I scored best with."""
+    phase3 = record.phase3 if isinstance(record.phase3, dict) else {}
+    eps = phase3.get("eps", record.eps)
+    return float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) else None
 
 
 def load_candidate(run_dir: Path, candidate_id: str) -> Candidate:
@@ -285,7 +294,8 @@ def load_candidate(run_dir: Path, candidate_id: str) -> Candidate:
         program = Program(record.program)
     except (TypeError, ValueError) as err:
         raise ValueError(f"candidate {record.id} in {run_dir} has an unusable program ({err})") from None
-    return Candidate(record.id, program, clamp, to_infix(program))
+    eps = trained_eps(record)
+    return Candidate(record.id, program, clamp, with_epsilon(to_infix(program), eps), eps)
 
 
 def export_candidate(run_dir: Path, candidate_id: str, out_dir: Path | None = None) -> tuple[Path, Path]:
@@ -293,4 +303,4 @@ def export_candidate(run_dir: Path, candidate_id: str, out_dir: Path | None = No
     ``.tex``; `out_dir` defaults to ``<run_dir>/export``."""
     candidate = load_candidate(run_dir, candidate_id)
     out_dir = Path(run_dir) / "export" if out_dir is None else Path(out_dir)
-    return write_export(candidate.program, candidate.clamp, out_dir, candidate.id)
+    return write_export(candidate.program, candidate.clamp, out_dir, candidate.id, candidate.eps)

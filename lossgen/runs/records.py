@@ -29,6 +29,7 @@ class CandidateState(str, enum.Enum):
     OFF = "off"  # trained and scored; the proxy test was disabled
     ZERO_GRADIENT = "zero-gradient"  # not trained: (near) zero recommender gradient
     DUPLICATE = "duplicate"  # not trained: `duplicate_of` names the candidate whose reward it reused
+    REJECTED = "rejected"  # not trained: it would fail the strict Phase II (the `lossgen` preset's search)
 
     @property
     def evaluated(self) -> bool:
@@ -58,6 +59,10 @@ class CandidateRecord:
     note: Optional[str] = None  # e.g. "diverged"
     phase2_rate: Optional[float] = None
     phase3: Optional[dict] = None
+    eps: Optional[float] = None  # the smoothing epsilon it was trained with (None: the paper's)
+    # the strict Phase II's measure: the smaller per-label share of pairs pushed the right way by
+    # a non-zero gradient, 0.0 when a gradient exceeds the strict bound (None: not checked strictly)
+    phase2_strict: Optional[float] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", CandidateState(self.state))
@@ -69,8 +74,10 @@ class CandidateRecord:
         return self.state.evaluated
 
     def passes(self, threshold: float) -> bool:
-        """Passed Phase II at `threshold` and did not diverge in the search."""
-        return self.phase2_rate is not None and self.phase2_rate >= threshold and self.note is None
+        """Passed Phase II at `threshold` (with the strict rule too when it was checked strictly)
+        and did not diverge in the search."""
+        strict_ok = self.phase2_strict is None or self.phase2_strict >= threshold
+        return self.phase2_rate is not None and self.phase2_rate >= threshold and strict_ok and self.note is None
 
     def with_updates(self, **changes: Any) -> "CandidateRecord":
         return replace(self, **changes)
@@ -91,7 +98,10 @@ class CandidateRecord:
 
 # The stored column order of the candidates table (and of candidates.csv).
 COLUMNS = ("id", "round", "program", "formula", "fingerprint", "strategy", "proxy", "duplicate_of",
-           "reward", "accepted", "evaluation", "validation", "train_loss", "note", "phase2_rate", "phase3")
+           "reward", "accepted", "evaluation", "validation", "train_loss", "note", "phase2_rate", "phase3", "eps",
+           "phase2_strict")
+# Columns added after schema 2 (a schema-2 run directory is read with them NULL, migrated when written).
+NEW_COLUMNS = {"eps": "REAL", "phase2_strict": "REAL"}
 
 
 @dataclass(frozen=True)
@@ -141,16 +151,26 @@ def distinct_evaluated(records: Iterable[CandidateRecord]) -> list[CandidateReco
     return out
 
 
-def best_passing(records: Iterable[CandidateRecord], threshold: float, top: int,
-                 budget: int | None = None) -> list[CandidateRecord]:
-    """The `top` best distinct candidates that passed Phase II, by search reward (ties: the
-    earlier evaluation). `budget` counts only the first `budget` evaluations."""
+def all_passing(records: Iterable[CandidateRecord], threshold: float,
+                budget: int | None = None) -> list[CandidateRecord]:
+    """Every distinct candidate that passed Phase II, by search reward (ties: the earlier
+    evaluation): what Phase III's race starts from. `budget` counts only the first `budget`
+    evaluations."""
     rows = distinct_evaluated(records)
     if budget is not None:
         rows = [r for r in rows if r.evaluation <= budget]
     passing = [r for r in rows if r.passes(threshold) and r.reward is not None]
     passing.sort(key=lambda r: (-r.reward, r.evaluation))
-    return passing[:top]
+    return passing
+
+
+def best_passing(records: Iterable[CandidateRecord], threshold: float, top: int | None,
+                 budget: int | None = None) -> list[CandidateRecord]:
+    """The `top` best distinct candidates that passed Phase II, by search reward (ties: the
+    earlier evaluation; `top` None: all of them, `all_passing`). `budget` counts only the
+    first `budget` evaluations."""
+    passing = all_passing(records, threshold, budget)
+    return passing if top is None else passing[:top]
 
 
 @dataclass(frozen=True)

@@ -39,13 +39,13 @@ from typing import Any, Iterable
 
 import torch
 
-from lossgen.runs.records import (COLUMNS, EVALUATED_STATES, CandidateRecord, CandidateState, RoundRecord,
+from lossgen.runs.records import (COLUMNS, EVALUATED_STATES, NEW_COLUMNS, CandidateRecord, CandidateState, RoundRecord,
                                   RunSnapshot, best_passing, distinct_evaluated)
 from lossgen.runs import lock
 from lossgen.util.atomic import (WriteError, describe, file_in_the_way, read_only_reason, write_bytes_atomic,
                                  write_text_atomic)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: candidates gained eps and phase2_strict (schema 2 is migrated in place)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,14 +70,15 @@ CREATE TABLE IF NOT EXISTS candidates (
     train_loss REAL,
     note TEXT,
     phase2_rate REAL,
-    phase3 TEXT
+    phase3 TEXT,
+    eps REAL,
+    phase2_strict REAL
 );
 CREATE INDEX IF NOT EXISTS candidates_round ON candidates(round);
 """
 
 # The columns are those of `CandidateRecord` (lossgen.runs.records); `proxy` holds its state.
 CANDIDATE_FIELDS = COLUMNS
-_SELECT = f"SELECT {', '.join(CANDIDATE_FIELDS)} FROM candidates"
 _EVALUATED = f"proxy IN ({', '.join(repr(s.value) for s in EVALUATED_STATES)})"
 
 
@@ -125,6 +126,10 @@ class RunStore:
         self._lock_key: str | None = None  # this store's hold on the directory's lock (writers only)
         self._model_file: str | None = None  # the model file named by this session's checkpoints
         self._model_of: dict[int, str] = {}  # round -> model file, for the rounds committed this session
+        present = {row[1] for row in db.execute("PRAGMA table_info(candidates)")}
+        # a schema-2 directory opened read-only lacks the newer columns: they read as NULL
+        self._select = "SELECT " + ", ".join(f if f in present else f"NULL AS {f}" for f in CANDIDATE_FIELDS) + \
+            " FROM candidates"
 
     # ------------------------------------------------------------------ opening
 
@@ -388,7 +393,7 @@ class RunStore:
     # ------------------------------------------------------------------ queries and later phases
 
     def _records(self, where: str = "", params: tuple = ()) -> list[CandidateRecord]:
-        rows = self.db.execute(f"{_SELECT} {where} ORDER BY round, rowid", params)
+        rows = self.db.execute(f"{self._select} {where} ORDER BY round, rowid", params)
         return [_record(row) for row in rows]
 
     def candidates(self) -> list[CandidateRecord]:
@@ -471,8 +476,11 @@ class RunStore:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
-    def set_phase2(self, rates: dict[str, float]) -> None:
-        self._update_many("phase2_rate", rates)
+    def set_phase2(self, rates: dict[str, float], strict: dict[str, float | None] | None = None) -> None:
+        """Phase II rates (and the strict measures, when checked strictly: None clears them) in one transaction."""
+        extra = [] if strict is None else [("UPDATE candidates SET phase2_strict = ? WHERE id = ?", (v, k))
+                                           for k, v in strict.items()]
+        self._update_many("phase2_rate", rates, extra)
 
     def set_phase3(self, results: dict[str, dict], meta: Any = None) -> None:
         """Phase III results per candidate and, when given, the run's summary (meta `phase3`), in
@@ -540,6 +548,12 @@ def _connect(path: Path) -> sqlite3.Connection:
         version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if version is None:
             db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) == 2:  # schema 2 -> 3: add the new columns (NULL for the old rows)
+            db.execute("BEGIN IMMEDIATE")
+            for name, kind in NEW_COLUMNS.items():
+                db.execute(f"ALTER TABLE candidates ADD COLUMN {name} {kind}")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+            db.execute("COMMIT")
         elif int(version[0]) != SCHEMA_VERSION:
             raise RunError(f"run directory {path} has schema {version[0]}, this lossgen reads {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as err:

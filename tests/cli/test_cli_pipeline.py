@@ -53,7 +53,7 @@ def import_file(path):
 @pytest.mark.parametrize("strategy", ["rl", "evolution", "random"])
 def test_search_check_evaluate_report_export(tmp_path, strategy):
     run = tmp_path / f"run-{strategy}"
-    result = ok("search", "--strategy", strategy, "--budget", 30, "--run-dir", run)
+    result = ok("search", "--preset", "paper", "--strategy", strategy, "--budget", 30, "--run-dir", run)
     assert "budget of 30 evaluations reached" in flat(result.output)
     assert (run / "config.json").is_file() and (run / "run.db").is_file()
     assert any((run / "checkpoints").glob("round-*.pt"))
@@ -102,12 +102,28 @@ def test_search_check_evaluate_report_export(tmp_path, strategy):
 
 
 def test_run_does_all_three_phases(tmp_path):
+    """The default (`lossgen`) preset end to end: the race picks the survivor and its epsilon, and
+    the export is the function Phase III trained."""
     run = tmp_path / "all"
-    result = ok("run", "--budget", 30, "--top", 1, *PHASE3, "--baselines", "BCE,MSE", "--run-dir", run)
+    result = ok("run", "--strategy", "evolution", "--max-rounds", 40, "--survivors", 1, "--rungs", "2,4", *PHASE3,
+                "--baselines", "BCE,MSE", "--run-dir", run)
     out = flat(result.output)
     rows, _ = candidates(run)
     (best,) = [r for r in rows if r.phase3 is not None]
-    assert best.formula in out
+    assert best.phase3["formula"] in out
+    config = json.loads((run / "config.json").read_text())
+    assert (config["preset"], config["clamp"], config["strict"], config["reward"]) == ("lossgen", "symmetric", True,
+                                                                                       "reference")
+    eps = best.phase3["eps"]
+    assert (eps is not None) == Program(best.program).uses_epsilon
+    ok("export", run, best.id)
+    (py_file,) = (run / "export").glob("*.py")
+    module = import_file(py_file)
+    sys.modules.pop(f"exported_{py_file.stem}", None)
+    y_hat = torch.linspace(0.01, 0.99, 50).repeat(2)
+    y = torch.cat([torch.zeros(50), torch.ones(50)])
+    want, _ = kernels.evaluate(Program(best.program), y_hat, y, "symmetric", eps)
+    torch.testing.assert_close(module.DiscoveredLoss(reduction="none")(y_hat, y), want[0], rtol=1e-5, atol=1e-6)
     assert "Phase II:" in out and "Phase III" in out and "BCE" in out and "MSE" in out
     assert f"report: {run / 'report'}" in out
     assert (run / "report" / "report.md").is_file()

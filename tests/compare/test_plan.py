@@ -8,7 +8,7 @@ import pytest
 
 from lossgen.compare.plan import ComparePlan, shared_search
 from lossgen.compare.runner import PLAN_FILE, check_same_comparison
-from lossgen.phases.settings import SearchConfig, SearchLimits
+from lossgen.phases.settings import Phase3Settings, SearchConfig, SearchLimits
 from lossgen.training.trainer import TrainConfig
 
 # plan.json's `plan` as comparisons wrote it before plans held library settings
@@ -31,12 +31,12 @@ OLD_FORM = {
 
 
 def new_form() -> ComparePlan:
-    config = SearchConfig(strategy_config={"op_set": "paper", "max_steps": 5}, per_round=8, eta=0.002,
-                          clamp="official", train=TrainConfig(lr=0.02, optimizer="adam"))
+    config = SearchConfig.from_preset("paper", strategy_config={"op_set": "paper", "max_steps": 5}, per_round=8,
+                                      eta=0.002, clamp="official", train=TrainConfig(lr=0.02, optimizer="adam"))
     return ComparePlan(strategies=("rl", "evolution", "random"), seeds=(0, 1, 2), budget=300, dataset="ml-100k",
                        data_dir="/data", search=shared_search(config),
                        limits={"time_limit": 5400.0, "patience": 2000}, top=3, threshold=0.9, phase3_seeds=3,
-                       max_epochs=1000, baselines="BCE,MSE,Hinge,Focal")
+                       max_epochs=1000, baselines="BCE,MSE,Hinge,Focal", selection="top")
 
 
 def test_an_old_form_plan_loads_to_the_new_form():
@@ -107,3 +107,22 @@ def test_plans_without_an_early_stop_rule_read_as_the_paper_rule():
     plan = ComparePlan.from_dict({"strategies": ["rl"], "seeds": [0], "budget": 5, "search": {}, "limits": {}})
     assert plan.early_stop == "paper"
     assert ComparePlan.from_dict(plan.to_dict()) == plan
+
+
+def test_plans_from_before_the_race_read_as_the_top_selection():
+    """An older plan.json (no selection, survivors, rungs) resumes as it ran: Phase III on the top
+    candidates by reward; a new plan keeps its race settings through plan.json."""
+    plan = ComparePlan.from_dict({"strategies": ["rl"], "seeds": [0], "budget": 5, "search": {}, "limits": {},
+                                  "top": 2})
+    assert plan.selection == "top" and plan.top == 2 and plan.rungs == Phase3Settings.rungs
+    assert ComparePlan.from_dict(plan.to_dict()) == plan
+    assert ComparePlan.from_dict(OLD_FORM).selection == "top"
+    race = ComparePlan(strategies=("rl",), seeds=(0,), budget=5, survivors=2, rungs=(2, 6))
+    assert race.selection == Phase3Settings.selection == "race"
+    stored = ComparePlan.from_dict(json.loads(json.dumps(race.to_dict())))  # as plan.json is read back
+    assert (stored.selection, stored.survivors, stored.rungs) == ("race", 2, (2, 6))
+    assert race.phase3_settings() == Phase3Settings(selection="race", survivors=2, rungs=(2, 6))
+    with pytest.raises(ValueError, match="rungs"):
+        ComparePlan(strategies=("rl",), seeds=(0,), budget=5, rungs=(6, 2)).check()
+    with pytest.raises(ValueError, match="unknown selection"):
+        ComparePlan(strategies=("rl",), seeds=(0,), budget=5, selection="best").check()

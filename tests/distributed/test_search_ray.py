@@ -39,7 +39,7 @@ def test_shards_cover_the_population_in_order():
 
 def test_a_search_split_across_actors_follows_the_local_trajectory(cluster, tmp_path):
     data = load(DATA_SPEC, cache_enabled=False)
-    config = SearchConfig(strategy="random", seed=1, per_round=12, dim=16)
+    config = SearchConfig.from_preset("paper", strategy="random", seed=1, per_round=12, dim=16)
     local = search(tmp_path, "local", data, config)
     split = search(tmp_path, "ray", data, config, ExecutorSettings("ray", workers=2))
     assert split[0] == local[0]  # every candidate: state, reward, accepted, validation, training loss
@@ -57,7 +57,8 @@ def test_an_mlp_search_split_across_actors_matches_to_rounding(cluster, tmp_path
     recommender differs by ~1e-9 (docs/distributed.md): same candidates, states and decisions;
     a reward may move by a step of the validation AUC (one pair of a few thousand flips)."""
     data = load(DATA_SPEC, cache_enabled=False)
-    config = SearchConfig(strategy="random", seed=1, per_round=12, model="mlp", dim=16, filtering=False)
+    config = SearchConfig.from_preset("paper", strategy="random", seed=1, per_round=12, model="mlp", dim=16,
+                                      filtering=False)
     local = search(tmp_path, "local", data, config)
     split = search(tmp_path, "ray", data, config, ExecutorSettings("ray", workers=2))
     assert [(r.id, r.state, r.accepted, r.evaluation) for r in split[0]] == \

@@ -20,7 +20,7 @@ DATA_SPEC = "synthetic:users=120,items=150,seed=3"
 def searched(tmp_path_factory):
     """A small rl run (module-wide; the tests below only read it or add Phase II/III results)."""
     data = load(DATA_SPEC, cache_enabled=False)
-    config = SearchConfig(strategy="rl", clamp="symmetric")
+    config = SearchConfig.from_preset("paper", strategy="rl", clamp="symmetric")
     store = RunStore.open_or_create(tmp_path_factory.mktemp("runs") / "rl",
                                     run_config(config.resolved(data), data, DATA_SPEC))
     LossSearch(data, store, config).run(SearchLimits(budget=40))
@@ -69,7 +69,7 @@ def test_evaluate_run_reads_the_test_split_once_and_records_results(searched):
     check_run(store, threshold=0.5)  # a low bar, so that something passes in a tiny search
     reads = data.test_reads
     config = EffectivenessConfig(seeds=(0,), max_epochs=5)
-    result = evaluate_run(store, data, top=2, baselines="BCE,MSE", config=config)
+    result = evaluate_run(store, data, top=2, baselines="BCE,MSE", config=config, selection="top")
     assert data.test_reads == reads + 1
     names = [r.spec.name for r in result.losses]
     chosen = [r.id for r in store.best_passing(2)]

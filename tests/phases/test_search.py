@@ -54,7 +54,7 @@ def strip(rounds):
 
 
 def open_search(tmp_path, data, name="run", scripted=None, **overrides):
-    config = SearchConfig(**{"strategy": "random", **overrides})
+    config = SearchConfig.from_preset("paper", **{"strategy": "random", **overrides})
     store = RunStore.open_or_create(tmp_path / name, run_config(config.resolved(data), data, DATA_SPEC))
     return store, LossSearch(data, store, config, scripted)
 
@@ -200,7 +200,7 @@ from lossgen.phases.search import LossSearch
 from lossgen.phases.settings import SearchConfig, SearchLimits, run_config
 from lossgen.runs import RunStore
 data = load(sys.argv[2], cache_enabled=False)
-config = SearchConfig(strategy="rl", per_round=8)
+config = SearchConfig.from_preset("paper", strategy="rl", per_round=8)
 store = RunStore.open_or_create(sys.argv[1], run_config(config.resolved(data), data, sys.argv[2]))
 LossSearch(data, store, config).run(SearchLimits(max_rounds=int(sys.argv[3])))
 """
@@ -227,7 +227,7 @@ def test_stop_reason_reads_a_stored_runs_limits_without_searching(tmp_path):
     from lossgen.phases.search import stop_reason
 
     data = load(DATA_SPEC, cache_enabled=False)
-    config = SearchConfig(strategy="random", per_round=5).resolved(data)
+    config = SearchConfig.from_preset("paper", strategy="random", per_round=5).resolved(data)
     store = RunStore.open_or_create(tmp_path / "run", run_config(config, data, DATA_SPEC))
     assert stop_reason(store, SearchLimits(max_rounds=3)) is None  # nothing done yet
     result = LossSearch(data, store, config).run(SearchLimits(max_rounds=3))

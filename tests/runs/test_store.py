@@ -169,7 +169,7 @@ def query_run(path):
 
 def test_candidate_state_and_record_columns():
     assert CandidateState("duplicate") is CandidateState.DUPLICATE and CandidateState.OFF == "off"
-    assert [s.evaluated for s in CandidateState] == [True, True, False, False]
+    assert [s.evaluated for s in CandidateState] == [True, True, False, False, False]
     r = record("x", 0, "zero-gradient", fingerprint="fz")
     assert r.state is CandidateState.ZERO_GRADIENT and not r.evaluated
     columns = r.columns()
@@ -249,3 +249,32 @@ def test_snapshot_and_readonly_access(tmp_path):
     with pytest.raises(RunError, match="not a lossgen run directory"):
         RunStore.open_readonly(tmp_path / "missing")
     assert not (tmp_path / "missing").exists()
+
+
+def _downgrade_to_schema_2(path):
+    """Rebuild run.db as schema 2 wrote it (no eps, no phase2_strict), keeping its rows."""
+    import sqlite3
+    db = sqlite3.connect(path / "run.db", isolation_level=None)
+    db.execute("ALTER TABLE candidates DROP COLUMN eps")
+    db.execute("ALTER TABLE candidates DROP COLUMN phase2_strict")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    db.close()
+
+
+def test_schema_2_directories_read_with_null_new_columns_and_migrate_when_written(tmp_path):
+    store = RunStore.open_or_create(tmp_path / "run", CONFIG)
+    store.commit_round(0, [record("rl-0-aa", 0, "passed", 1, "fa", 0.05)], {}, {}, 1.0)
+    store.close()
+    _downgrade_to_schema_2(tmp_path / "run")
+    old = RunStore.open_readonly(tmp_path / "run")
+    (row,) = old.candidates()
+    assert (row.id, row.eps, row.phase2_strict) == ("rl-0-aa", None, None)
+    old.close()
+    store = RunStore.open_or_create(tmp_path / "run", CONFIG)  # a writer migrates it in place
+    assert store.get_meta("schema") == 3
+    store.commit_round(1, [record("rl-1-ab", 1, "passed", 2, "fb", 0.07, eps=0.01)], {}, {}, 2.0)
+    store.set_phase2({"rl-0-aa": 1.0, "rl-1-ab": 0.95}, {"rl-0-aa": 0.2, "rl-1-ab": None})
+    first, second = store.candidates()
+    assert (first.eps, first.phase2_strict, second.eps, second.phase2_strict) == (None, 0.2, 0.01, None)
+    assert not first.passes(0.9) and second.passes(0.9)  # the strict measure counts where it was taken
+    store.close()
