@@ -15,7 +15,7 @@ from lossgen.cli.common import (EXECUTOR_HELP, RAY_ADDRESS_HELP, WORKERS_HELP, P
                                  executor_settings, fail, open_run)
 from lossgen.data import load
 from lossgen.ir.formula import parse_loss
-from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
+from lossgen.phases.effectiveness import EPSILON_GRID, EffectivenessConfig, run_effectiveness
 from lossgen.phases.executor import ExecutorError, ExecutorSettings, ray_session
 from lossgen.phases.runs import evaluate_run
 from lossgen.phases.rundata import run_dataset
@@ -85,6 +85,15 @@ def run_phase3(store, data, settings: Phase3Settings, optimizer: str = "sgd", ex
     return result
 
 
+def formula_spec(program, eps: float | None, clamp: str):
+    """A `--loss` formula as a loss: one that uses an epsilon op gets Phase III's epsilon grid
+    (from its own 'with e = E', or the grid's first value), unless it asks for the paper's
+    smoothing (`--clamp paper` and no epsilon written)."""
+    if eps is None and program.uses_epsilon and clamp != "paper":
+        eps = EPSILON_GRID[0]
+    return from_program(program, clamp, eps=eps)
+
+
 def _session(executor: ExecutorSettings):
     """Ray connected for a sharded Phase III, nothing for the local one."""
     return ray_session(executor) if executor.is_ray else contextlib.nullcontext()
@@ -105,7 +114,7 @@ def evaluate(
     model: str = typer.Option("mf", help="Recommender: mf (biased MF) or mlp (the paper's MLP)."),
     losses: Optional[str] = typer.Option(None, help=f"Comma-separated named losses. [default: all seven; with a run: {DEFAULT_BASELINES}]"),
     loss: list[str] = typer.Option([], "--loss", help='A loss formula, e.g. "max(y_hat, y) * (1 / (y_hat + 1))"; repeatable.'),
-    clamp: str = typer.Option("paper", help="Clamp mode of formula losses: paper, official or symmetric."),
+    clamp: str = typer.Option("symmetric", help="Clamp mode of formula losses: symmetric (the lossgen preset's), paper or official. A formula that uses log, 1 / x or sqrt gets the epsilon grid (sign(0) = +1), except with --clamp paper and no 'with e = E' (the paper's xi, sign(0) = 0)."),
     seeds: int = typer.Option(Phase3Settings.seeds, help="Seeds per loss (0, 1, ...)."),
     task: str = typer.Option("classification", help="classification (AUC) or regression (RMSE)."),
     max_epochs: int = typer.Option(Phase3Settings.max_epochs, help="Epoch cap per run (early stopping usually ends sooner)."),
@@ -163,7 +172,7 @@ def evaluate(
         losses = ",".join(ALL_NAMED)
     try:
         specs = parse_losses(losses) if losses.strip() else []
-        specs += [from_program(program, clamp, eps=eps) for program, eps in map(parse_loss, loss)]
+        specs += [formula_spec(program, eps, clamp) for program, eps in map(parse_loss, loss)]
         data = load(dataset, data_dir)
     except ValueError as err:
         fail(" ".join(str(err).split()))

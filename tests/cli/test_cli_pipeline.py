@@ -233,3 +233,17 @@ def test_evaluate_before_check(tmp_path, small_run):
 def test_export_unknown_candidate(small_run):
     assert_user_error(invoke("export", small_run, "nobody"), "no candidate with id 'nobody'")
     assert_user_error(invoke("export", small_run, "rl-"), "ambiguous")
+
+
+def test_evaluate_a_formula_grids_its_epsilon(tmp_path):
+    """A formula with an epsilon op trains once per epsilon of the grid; the table names the one
+    validation chose. With --clamp paper and no epsilon written: the paper's smoothing, one run."""
+    out = tmp_path / "res"
+    ok("evaluate", "--loss", "max(y_hat * (1 / y), y * (1 / y_hat))", "--losses", "BCE", "--seeds", 1,
+       "--max-epochs", 2, "--out", out)
+    saved = json.loads((out / "effectiveness.json").read_text())
+    (found,) = [r for r in saved["losses"] if r["name"] != "BCE"]
+    assert saved["runs"] == 7 + 1 and found["eps"] in (1.0, 0.1, 0.01, 1e-3, 1e-4, 1e-5, 1e-6)
+    ok("evaluate", "--loss", "max(y_hat * (1 / y), y * (1 / y_hat))", "--losses", "BCE", "--clamp", "paper",
+       "--seeds", 1, "--max-epochs", 2, "--out", out)
+    assert json.loads((out / "effectiveness.json").read_text())["runs"] == 2
