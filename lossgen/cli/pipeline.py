@@ -75,8 +75,9 @@ def _load_data(spec: str, data_dir: Optional[str]):
 def _round_line(r) -> str:
     best = "-" if r.best_so_far is None else f"{r.best_so_far:+.4f}"
     t = r.totals
+    rejected = f"rejected {t['rejected']} | " if "rejected" in t else ""  # the strict check before training
     return (f"round {r.round} | evaluated {t['evaluated']} | sampled {t['sampled']} | best reward {best} | "
-            f"accepted {t['accepted']} | proxy skipped {t['zero_gradient']} | duplicates {t['duplicates']} | "
+            f"accepted {t['accepted']} | {rejected}proxy skipped {t['zero_gradient']} | duplicates {t['duplicates']} | "
             f"val {r.metric.upper()} {r.validation:.4f}")
 
 
@@ -132,7 +133,8 @@ def _search_loop(search, store, run_dir, limits):
     t = result.totals
     console.print(f"search stopped: {result.stopped}. {result.rounds} rounds, {t['sampled']} sampled "
                   f"({t['sampled'] / seconds:.1f}/s), {t['evaluated']} evaluated ({t['evaluated'] / seconds:.1f}/s), "
-                  f"{t['accepted']} accepted, {t['zero_gradient']} zero-gradient, {t['duplicates']} duplicates, {result.elapsed:.1f} s", highlight=False)
+                  f"{t['accepted']} accepted, " + (f"{t['rejected']} rejected by the strict check, " if "rejected" in t else "")
+                  + f"{t['zero_gradient']} zero-gradient, {t['duplicates']} duplicates, {result.elapsed:.1f} s", highlight=False)
     if result.best_id is not None:
         best = store.candidate(result.best_id)
         console.print(f"best candidate {best.id}: {best.formula} (reward {best.reward:+.4f})", highlight=False)

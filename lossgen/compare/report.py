@@ -68,9 +68,18 @@ def markdown(plan: ComparePlan, measures: dict[str, dict], summary: dict, phase3
         lines += ["```bash", command, "```", ""]
     baselines = f"the baselines {plan.baselines}" if plan.baselines.strip() else "no baselines"
     lower = " (lower is better)" if metric == "RMSE" else ""
-    lines += [f"{len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}) per strategy; budget {plan.budget} full "
-              f"candidate evaluations per run; Phase III: the top {plan.top} distinct candidates of every run passing "
-              f"Phase II (rate >= {plan.threshold:g}) and {baselines}, Phase III seeds: {plan.phase3_seeds}, "
+    if plan.selection == "race":
+        chosen = (f"every distinct candidate of a run passing Phase II (rate >= {plan.threshold:g}) races on "
+                  f"validation (successive halving at epochs {', '.join(map(str, plan.rungs))}, each epsilon of the "
+                  f"grid a racer), the {plan.survivors} best of every run train to convergence")
+    else:
+        chosen = (f"the top {plan.top} distinct candidates of every run by search reward passing Phase II "
+                  f"(rate >= {plan.threshold:g})")
+    preset = s.get("preset", "paper")
+    lines += [f"{len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}) per strategy; preset {preset}; budget "
+              f"{plan.budget} full candidate evaluations per run"
+              + (f", search time limit {plan.limits['time_limit']:g} s" if plan.limits.get("time_limit") else "")
+              + f"; Phase III: {chosen}, next to {baselines}, Phase III seeds: {plan.phase3_seeds}, "
               f"one shared population. Cells: mean ± std [min, max] over seeds."
               + (" Test RMSE: lower is better." if lower else ""), ""]
     head = ["measure"] + list(plan.strategies)
