@@ -178,6 +178,66 @@ class _Race:
         return sorted(racing)
 
 
+# Memory for one race population: at most this many bytes of recommender parameters (a population
+# is copied when racers leave it, so about twice this is in use). Above it, a rung trains its
+# racers in several populations, each from the initialisation (racers are independent: one
+# seed, one batch order), which costs the epochs of the earlier rungs again but not the memory.
+RACE_MEMORY_BYTES = 2 * 1024**3
+
+
+def population_limit(dataset: Dataset, config: EffectivenessConfig, budget: int = RACE_MEMORY_BYTES) -> int:
+    """Racers per population: the MF and MLP parameters are dominated by the user and item
+    embeddings and biases, (users + items) x (dim + 1) floats per racer (the MLP's own layers add
+    a few percent, covered by a margin)."""
+    per_racer = (dataset.n_users + dataset.n_items) * (config.dim + 1) * 4 * 1.25
+    return max(1, int(budget // per_racer))
+
+
+@dataclass
+class _Segment:
+    """Racers `ks` trained together as one population, `at` epochs from their initialisation."""
+
+    ks: list[int]
+    model: object
+    order: torch.Generator
+    at: int = 0
+
+    @staticmethod
+    def start(dataset: Dataset, config: EffectivenessConfig, seed: int, ks: list[int]) -> "_Segment":
+        model = create_population(config.model, dataset.n_users, dataset.n_items, [seed] * len(ks), config.dim)
+        return _Segment(list(ks), model, torch.Generator().manual_seed(seed))  # the one batch order of the race
+
+    def keep(self, ks: list[int]) -> None:
+        if ks != self.ks:
+            self.model = self.model.select([slot for slot, k in enumerate(self.ks) if k in set(ks)])
+            self.ks = list(ks)
+
+    def epoch(self, racers: list[Racer], state: "_Race", dataset: Dataset, config: EffectivenessConfig,
+              metric) -> int:
+        """Train one epoch; record it for the racers that had not reached it yet (an epoch trained
+        again from the initialisation gives what it gave before); drop the diverged ones.
+        Returns the racer-epochs trained."""
+        train, val = dataset.train, dataset.validation
+        losses = train_epoch(self.model, [racers[k].spec for k in self.ks], train.users, train.items, train.labels,
+                             config.train, self.order)
+        scores = self.model.predict(val.users, val.items)
+        finite = torch.isfinite(scores).all(1) & torch.isfinite(losses)
+        utility = torch.full((len(self.ks),), math.nan, dtype=torch.float64)
+        if bool(finite.any()):
+            utility[finite] = metric.utility(scores[finite], val.labels).double()
+        trained = len(self.ks)
+        self.at += 1
+        for slot, k in enumerate(self.ks):
+            if racers[k].epochs >= self.at:
+                continue
+            u = float(utility[slot])
+            racers[k].history.append(u if math.isfinite(u) else -math.inf)
+            if not math.isfinite(u):
+                state.drop(k)
+        self.keep([k for k in self.ks if not racers[k].diverged])
+        return trained
+
+
 def race(dataset: Dataset, groups: Mapping[str, Sequence[LossSpec]], rungs: Sequence[int], survivors: int,
          config: EffectivenessConfig = EffectivenessConfig(),
          progress: Callable[[int, int], None] | None = None) -> RaceResult:
@@ -195,41 +255,39 @@ def race(dataset: Dataset, groups: Mapping[str, Sequence[LossSpec]], rungs: Sequ
     racers = _racers(groups, config.eps_grid)
     state = _Race(groups, racers, survivors)
     metric = metric_for_task(config.task)
-    train, val = dataset.train, dataset.validation
 
-    active = state.training()
     seed = config.seeds[0]
-    order = torch.Generator().manual_seed(seed)  # one batch order for every racer, as one Phase III seed
-    model = (create_population(config.model, dataset.n_users, dataset.n_items, [seed] * len(active), config.dim)
-             if active else None)
-    epoch, trained = 0, 0
+    limit = population_limit(dataset, config)
+    held: _Segment | None = None  # the one population that continues from rung to rung when it fits
+    trained = 0
+
+    def run(segment: _Segment, rung: int) -> None:
+        nonlocal trained
+        while segment.ks and segment.at < rung:
+            trained += segment.epoch(racers, state, dataset, config, metric)
+            if progress is not None and segment.at < rung:  # a rung's last epoch: after its cut, below
+                progress(segment.at, len(segment.ks))
+
     for r, rung in enumerate(rungs):
-        while active and epoch < rung:
-            losses = train_epoch(model, [racers[k].spec for k in active], train.users, train.items, train.labels,
-                                 config.train, order)
-            scores = model.predict(val.users, val.items)
-            finite = torch.isfinite(scores).all(1) & torch.isfinite(losses)
-            utility = torch.full((len(active),), math.nan, dtype=torch.float64)
-            if bool(finite.any()):
-                utility[finite] = metric.utility(scores[finite], val.labels).double()
-            epoch += 1
-            trained += len(active)
-            for slot, k in enumerate(active):
-                u = float(utility[slot])
-                racers[k].history.append(u if math.isfinite(u) else -math.inf)
-                if not math.isfinite(u):
-                    state.drop(k)
-            if epoch == rung:
-                for group in groups:
-                    if not state.decided(group):
-                        state.cut(group, final=r == len(rungs) - 1)
-            still = state.training()
-            if still != active:
-                keep = set(still)
-                model = model.select([slot for slot, k in enumerate(active) if k in keep])
-                active = still
-            if progress is not None:
-                progress(epoch, len(active))
+        active = state.training()
+        if not active:
+            break
+        if held is not None and set(active) <= set(held.ks):  # continue it, without the racers dropped
+            held.keep(active)
+            run(held, rung)
+        else:  # from the initialisation, one population of at most `limit` racers at a time
+            chunks = [active[i:i + limit] for i in range(0, len(active), limit)]
+            held = None
+            for chunk in chunks:
+                segment = _Segment.start(dataset, config, seed, chunk)
+                run(segment, rung)
+                held = segment if len(chunks) == 1 else None
+                del segment
+        for group in groups:
+            if not state.decided(group):
+                state.cut(group, final=r == len(rungs) - 1)
+        if progress is not None:
+            progress(rung, len(state.training()))
     # every group is decided now (by its last cut, or before it: it had nothing more to lose)
     chosen: dict[str, list[int]] = {g: state._best_per_candidate(g) for g in groups}
     for g, ks in chosen.items():

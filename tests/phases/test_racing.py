@@ -150,3 +150,17 @@ def test_phase3_keeps_a_fixed_epsilon_and_grids_the_others(data):
     assert result.losses[0].spec.eps == 1e-2 and result.losses[1].spec.eps in (1.0, 1e-3)
     with pytest.raises(ValueError, match="not evaluated"):
         run_effectiveness(data, [named("BCE")], config, fixed_eps=["bce"])
+
+
+def test_a_race_too_large_for_one_population_trains_in_several_with_the_same_result(monkeypatch):
+    """Racers are independent (one seed, one batch order): a race split into populations of two
+    racers per rung (each rung from the initialisation) decides exactly as one population does."""
+    data = load("synthetic:users=60,items=80,seed=5", cache_enabled=False)
+    specs = [from_program(parse(t), "symmetric", name=t) for t in
+             ("(y_hat - y)^2", "max(y_hat * (1 / y), y * (1 / y_hat))", "-(y_hat * y) + y_hat", "(y - y_hat)^2 * y_hat")]
+    config = EffectivenessConfig(seeds=(0,), eps_grid=(0.1, 0.01), dim=8)
+    whole = racing.race(data, {"g": specs}, (2, 4), 1, config)
+    monkeypatch.setattr(racing, "population_limit", lambda *a, **k: 2)
+    split = racing.race(data, {"g": specs}, (2, 4), 1, config)
+    assert [r.history for r in split.racers] == [r.history for r in whole.racers]
+    assert split.survivors == whole.survivors and split.epochs_trained > whole.epochs_trained
