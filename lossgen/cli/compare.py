@@ -158,8 +158,14 @@ def compare(
             bar.update(phase3_task[0], completed=epoch, description=f"Phase III: epoch {epoch}, {active} runs training")
             plain(f"Phase III: epoch {epoch} of at most {plan.max_epochs}, {active} runs training")
 
+        def on_race(epoch: int, active: int) -> None:
+            last = max(plan.rungs)
+            bar.update(phase3_task[0], description=f"Phase III race: epoch {epoch} of {last}, {active} racers training")
+            plain(f"Phase III race: epoch {epoch} of {last}, {active} racers training")
+
         try:
-            result = run_compare(plan, out_dir, s["jobs"], CompareHooks(on_round, on_run_done, on_phase, on_epoch),
+            result = run_compare(plan, out_dir, s["jobs"],
+                                 CompareHooks(on_round, on_run_done, on_phase, on_epoch, on_race),
                                  command_line(s), executor=where)
         except KeyboardInterrupt:
             console.print(f"interrupted: finished work is saved in {out_dir}; run the same command to resume", highlight=False)

@@ -71,3 +71,26 @@ def test_reference_rewards_are_a_function_of_the_loss(tmp_path):
     search.run(SearchLimits(max_rounds=8))
     assert reward() == early and early > 0
     store.close()
+
+
+@pytest.mark.parametrize("reward", ["reference", "moving"])
+def test_a_resumed_run_with_an_epsilon_grid_follows_the_same_trajectory(tmp_path, reward):
+    """With the epsilon grid the gradient memory holds variants (candidate@eps) that the records do
+    not show: a resumed run restores it from its checkpoint and proposes, screens and scores exactly
+    as the uninterrupted one (the moving recommender of the paper's reward included)."""
+    data = load("synthetic")
+    config = SearchConfig(strategy="evolution", seed=2, reward=reward, strategy_config={"novelty": True})
+
+    def rows(path, splits):
+        for rounds in splits:
+            store = RunStore.open_or_create(path, run_config(config, data, "synthetic"))
+            LossSearch(data, store, config).run(SearchLimits(max_rounds=rounds))
+            store.close()
+        store = RunStore.open_readonly(path)
+        out = [(c.id, c.state, c.reward, c.eps, c.duplicate_of, c.accepted) for c in store.candidates()]
+        store.close()
+        return out
+
+    whole, resumed = rows(tmp_path / "whole", [24]), rows(tmp_path / "resumed", [9, 24])
+    assert whole == resumed
+    assert any(r[3] is not None for r in whole)  # some candidate was scored with an epsilon
