@@ -25,7 +25,9 @@ from lossgen.training.trainer import TrainConfig
 from lossgen.util.atomic import write_text_atomic
 from lossgen.compare.measures import run_measures
 from lossgen.compare.phase3 import run_survivors, shared_phase3
+from lossgen.ir.formula import to_infix
 from lossgen.ir.printers import with_epsilon
+from lossgen.ir.programs import Program
 from lossgen.compare.plan import PLAN_FILE, ComparePlan, run_dir, run_name
 from lossgen.compare.report import write_report
 from lossgen.compare.searches import prepare_runs, run_searches
@@ -154,8 +156,9 @@ def _narrow_to_survivors(measures: dict[str, dict], phase3: dict) -> None:
     for name, m in measures.items():
         kept = set(groups.get(name, []))
         m["raced"] = len(m["chosen"])
+        # the formula of the function Phase III trained (the record's carries Phase I's epsilon)
         m["chosen"] = [{**c, "eps": eps.get(c["fingerprint"]),
-                        "formula": with_epsilon(c["formula"], eps.get(c["fingerprint"]))}
+                        "formula": with_epsilon(to_infix(Program(c["program"])), eps.get(c["fingerprint"]))}
                        for c in m["chosen"] if c["fingerprint"] in kept]
 
 

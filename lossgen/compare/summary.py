@@ -35,6 +35,7 @@ MEASURES = {
 }
 PAIRED = ("best_reward", "best_test")
 CURVE_POINTS = 200
+CURVE_EVALUATION_POINTS = 1000
 
 
 def reference_entry(phase3: dict) -> dict | None:
@@ -110,7 +111,10 @@ def proxy_fidelity(plan: ComparePlan, measures: dict[str, dict], metric: str) ->
 
 def anytime_curves(plan: ComparePlan, measures: dict[str, dict]) -> dict:
     """Best-so-far reward per strategy (mean and band over seeds) against evaluations and time."""
-    evaluations = np.arange(1, plan.budget + 1, dtype=float)
+    # evaluations up to the most any run made (a budget may be far above it: a time-limited
+    # comparison), at most CURVE_EVALUATION_POINTS of them
+    reached = max(1, min(plan.budget, max((int(m["evaluated"]) for m in measures.values()), default=1)))
+    evaluations = np.unique(np.linspace(1, reached, min(reached, CURVE_EVALUATION_POINTS)).round())
     longest = max((m["elapsed"] for m in measures.values()), default=0.0)
     seconds = np.linspace(0.0, max(longest, 1e-9), CURVE_POINTS)
     out = {"evaluations": evaluations.tolist(), "seconds": seconds.tolist(), "strategies": {}}

@@ -16,6 +16,13 @@ Each round:
      together with a checkpoint of the recommender, the strategy and every RNG; the strategy is
      told all rewards.
 
+The `lossgen` preset (docs/pipeline.md) changes four steps: a candidate that uses an epsilon op
+becomes one variant per epsilon of `eps_grid`, and its reward is its best variant's; with `strict`,
+variants that would fail the strict Phase II are rejected before training (told a reward graded by
+how close they came); with `reward == "reference"` every variant trains from the fixed initial
+recommender over the same batch order each round, so rewards are comparable across the run, the
+recommender never moves and there is no reward filtering nor gradient-duplicate test.
+
 Gradient duplicates are only compared within one recommender state (the gradients of earlier
 states are not comparable, and re-evaluating every scored candidate each round would grow with
 the run); the fingerprint is what remembers duplicates across the whole run.

@@ -104,3 +104,17 @@ def test_top_trains_every_chosen_loss_once_as_before(tmp_path, data):
     assert measures == {run: {"chosen": rows} for run, rows in CHOSEN.items()}
     with pytest.raises(ValueError, match="unknown selection"):
         shared_phase3(tmp_path, data, CHOSEN, "BCE", CONFIG, "symmetric", selection="best")
+
+
+def test_a_runs_survivors_carry_the_formula_phase3_trained_with_one_epsilon():
+    """The records' formulas carry Phase I's epsilon; a survivor's is the bare program with Phase III's."""
+    from lossgen.compare.runner import _narrow_to_survivors
+    chosen = {"id": "rl-1", "fingerprint": "f1", "program": [[8, 0, 0]], "formula": "1 / y_hat with e = 0.1",
+              "eps": 0.1, "reward": 0.2, "evaluation": 1}
+    measures = {"rl-s0": {"chosen": [chosen, {**chosen, "id": "rl-2", "fingerprint": "f2"}]}}
+    phase3 = {"selection": "race", "race": {"groups": {"rl-s0": ["f1"]}},
+              "results": [{"fingerprint": "f1", "eps": 1e-4}, {"fingerprint": None, "eps": None}]}
+    _narrow_to_survivors(measures, phase3)
+    (kept,) = measures["rl-s0"]["chosen"]
+    assert kept["formula"] == "1 / y_hat with e = 0.0001" and kept["eps"] == 1e-4
+    assert measures["rl-s0"]["raced"] == 2
