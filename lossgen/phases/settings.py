@@ -40,7 +40,9 @@ class SearchConfig:
     """What defines a search run (stored in the run directory; a resume must match it)."""
 
     strategy: str = "rl"
-    strategy_config: dict = field(default_factory=dict)  # e.g. {"op_set": "extended", "max_steps": 7}
+    # e.g. {"op_set": "extended", "max_steps": 7}; the lossgen preset's strategies avoid re-proposing
+    # programs (novelty), the paper preset's ({}) do not
+    strategy_config: dict = field(default_factory=lambda: {"novelty": True})
     seed: int = 0
     per_round: int = 10  # candidates asked per round (the paper averages 10 rewards per update)
     proxy: bool = True  # zero-gradient and gradient-duplicate tests
@@ -55,7 +57,7 @@ class SearchConfig:
     task: str = "classification"
     clamp: str = "symmetric"
     train: TrainConfig = TrainConfig()
-    preset: str = "lossgen"  # the preset these settings started from (recorded; `custom` is not a name)
+    preset: str = "lossgen"  # the preset these settings started from (recorded with the run)
     # Phase I smoothing epsilons per candidate (empty: the paper's xi with sign(0) = 0)
     eps_grid: tuple[float, ...] = DEFAULT_EPS_GRID
     # `reference`: every candidate trains one epoch from the run's fixed reference state (the
@@ -218,7 +220,8 @@ _FIELDS = {f.name for f in fields(SearchConfig)}
 # defaults above; `paper` is the paper's algorithm as printed. Both are written with the flat option
 # names; an option given on the command line or in a config file overrides its preset value.
 
-PAPER_SEARCH = {"preset": "paper", "clamp": "paper", "eps_grid": (), "reward": "moving", "strict": False}
+PAPER_SEARCH = {"preset": "paper", "clamp": "paper", "eps_grid": (), "reward": "moving", "strict": False,
+                "strategy_config": {}}
 PRESETS = {
     "lossgen": {"preset": "lossgen"},
     "paper": {**PAPER_SEARCH, "novelty": False, "selection": "top"},
