@@ -48,6 +48,7 @@ def _extension():
         "csrc/core/program_check.cpp",
         "csrc/core/eval_cpu.cpp",
         "csrc/core/mf_step.cpp",
+        "csrc/core/score_loss.cpp",
     ]
     # -ffp-contract=off: no fused multiply-adds, so results round like PyTorch's reference.
     # -fno-trapping-math: lets the compiler turn branches over float ops into vector selects
