@@ -67,6 +67,20 @@ Shapes check_population(const at::Tensor& user_emb, const at::Tensor& item_emb, 
   return s;
 }
 
+// Runs work(i) for i in [0, n) on the intra-op threads, each thread taking the next item when it
+// is done with one: other jobs on the machine slow some cores down, and a static split would wait
+// for the slowest.
+template <class Work>
+void parallel_items(int64_t n, const Work& work) {
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t worker = begin; worker < end; ++worker) {
+      for (int64_t i = next++; i < n; i = next++) work(i);
+    }
+  });
+}
+
 mlp::Params params_of(int64_t k, const Shapes& s, const at::Tensor& user_emb, const at::Tensor& item_emb,
                       const at::Tensor& scale, at::TensorList dense, at::TensorList stats, uint64_t rng_key,
                       int64_t* steps) {
@@ -82,7 +96,8 @@ mlp::Params params_of(int64_t k, const Shapes& s, const at::Tensor& user_emb, co
 }
 
 // SGD over the examples in the given order, in batches of batch_size (see mlp::train_epoch):
-// each candidate runs its whole sequence of steps on one thread. Returns the mean losses [K].
+// each candidate runs its whole sequence of steps on one thread, the threads taking candidates one
+// at a time. Returns the mean losses [K].
 at::Tensor mlp_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor& scale, at::TensorList dense,
                            at::TensorList stats, const at::Tensor& rng_key, at::Tensor& steps, const at::Tensor& programs,
                            const at::Tensor& loss_kind, const at::Tensor& loss_eps, const at::Tensor& users,
@@ -100,22 +115,20 @@ at::Tensor mlp_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tenso
 
   at::Tensor losses = at::empty({s.k}, labels.options().dtype(at::kDouble));
   std::atomic<int64_t> bad{-1};
-  at::parallel_for(0, s.k, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const mlp::Params p = params_of(k, s, user_emb, item_emb, scale, dense, stats,
-                                      static_cast<uint64_t>(rng_key.data_ptr<int64_t>()[k]),
-                                      steps.data_ptr<int64_t>() + k);
-      const int64_t row = orders.offset(k);
-      double value = 0.0;
-      if (!mlp::train_epoch(p, table.of(k), users.data_ptr<int64_t>() + row, items.data_ptr<int64_t>() + row,
-                            labels.data_ptr<float>() + row, orders.n, static_cast<int>(batch_size),
-                            lr, l2, &value)) {
-        int64_t none = -1;
-        bad.compare_exchange_strong(none, k);
-        value = std::numeric_limits<double>::quiet_NaN();
-      }
-      losses.data_ptr<double>()[k] = value;
+  parallel_items(s.k, [&](int64_t k) {
+    const mlp::Params p = params_of(k, s, user_emb, item_emb, scale, dense, stats,
+                                    static_cast<uint64_t>(rng_key.data_ptr<int64_t>()[k]),
+                                    steps.data_ptr<int64_t>() + k);
+    const int64_t row = orders.offset(k);
+    double value = 0.0;
+    if (!mlp::train_epoch(p, table.of(k), users.data_ptr<int64_t>() + row, items.data_ptr<int64_t>() + row,
+                          labels.data_ptr<float>() + row, orders.n, static_cast<int>(batch_size), lr, l2,
+                          &value)) {
+      int64_t none = -1;
+      bad.compare_exchange_strong(none, k);
+      value = std::numeric_limits<double>::quiet_NaN();
     }
+    losses.data_ptr<double>()[k] = value;
   });
   TORCH_CHECK_VALUE(bad < 0, "candidate ", bad.load(), ": model predictions became NaN or inf (diverged training)");
   return losses;
@@ -133,14 +146,12 @@ at::Tensor mlp_predict(const at::Tensor& user_emb, const at::Tensor& item_emb, c
   // work items: (candidate, range of pairs), ranges long enough to amortise a candidate's set-up
   constexpr int64_t kRange = 4096;
   const int64_t ranges = std::max<int64_t>(1, (n + kRange - 1) / kRange);
-  at::parallel_for(0, s.k * ranges, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t k = item / ranges, start = (item % ranges) * kRange, count = std::min(kRange, n - start);
-      if (count <= 0) continue;
-      const mlp::Params p = params_of(k, s, user_emb, item_emb, scale, dense, stats, 0, nullptr);
-      mlp::predict(p, users.data_ptr<int64_t>() + start, items.data_ptr<int64_t>() + start, count,
-                   scores.data_ptr<float>() + k * n + start);
-    }
+  parallel_items(s.k * ranges, [&](int64_t item) {
+    const int64_t k = item / ranges, start = (item % ranges) * kRange, count = std::min(kRange, n - start);
+    if (count <= 0) return;
+    const mlp::Params p = params_of(k, s, user_emb, item_emb, scale, dense, stats, 0, nullptr);
+    mlp::predict(p, users.data_ptr<int64_t>() + start, items.data_ptr<int64_t>() + start, count,
+                 scores.data_ptr<float>() + k * n + start);
   });
   return scores;
 }

@@ -171,7 +171,11 @@ void product(int64_t m, const ARow& a_row, const ARow2& a2_row, int64_t sa, int6
 const auto kNoRows = [](int64_t) -> const float* { return nullptr; };
 
 // Stores a product tile's row (width values) into out.
-inline void put(float* out, const float* values, int width) { std::memcpy(out, values, sizeof(float) * width); }
+inline void put(float* out, const float* values, int width) {
+  int c = 0;
+  for (; c + kLanes <= width; c += kLanes) store(out + c, load(values + c));
+  for (; c < width; ++c) out[c] = values[c];
+}
 
 // dst[c] = dst[c] * decay + step * values[c] (two roundings each, as PyTorch's foreach ops).
 inline void sgd_row(float* dst, const float* values, int width, float decay, float step) {
@@ -329,14 +333,15 @@ struct Workspace {
   int64_t dim;
   std::unique_ptr<float[]> memory;
   std::vector<float*> user_rows, item_rows;
-  float *keep, *h1, *o1, *g1, *h2, *o2, *o2t, *g2, *w1, *w1t_old, *w2t, *gw2t, *gw2, *score, *coef;
+  float *keep, *h1, *o1, *o1t, *g1, *h2, *h2t, *o2, *o2t, *g2, *w1, *w1t_old, *w2t, *gw2t, *gw2, *score, *coef;
 
   explicit Workspace(int64_t dim) : dim(dim), user_rows(cpu::kBlock), item_rows(cpu::kBlock) {
     const int64_t b = cpu::kBlock, in = 2 * dim;
-    const int64_t sizes[] = {b * (kHidden1 + kHidden2), b * kHidden1, b * kHidden1, b * kHidden1, b * kHidden2,
-                             b * kHidden2, b * kHidden2, b * kHidden2, in * kHidden1, in * kHidden1,
+    const int64_t sizes[] = {b * (kHidden1 + kHidden2), b * kHidden1, b * kHidden1, b * kHidden1, b * kHidden1,
+                             b * kHidden2, b * kHidden2, b * kHidden2, b * kHidden2, b * kHidden2, in * kHidden1,
+                             in * kHidden1,
                              kHidden1 * kHidden2, kHidden1 * kHidden2, kHidden1 * kHidden2, b, b};
-    float** slots[] = {&keep, &h1, &o1, &g1, &h2, &o2, &o2t, &g2, &w1, &w1t_old, &w2t, &gw2t, &gw2, &score, &coef};
+    float** slots[] = {&keep, &h1, &o1, &o1t, &g1, &h2, &h2t, &o2, &o2t, &g2, &w1, &w1t_old, &w2t, &gw2t, &gw2, &score, &coef};
     int64_t total = kLanes;  // room to align the start
     for (int64_t size : sizes) total += (size + kLanes - 1) / kLanes * kLanes;
     memory.reset(new float[total]);
@@ -366,12 +371,17 @@ void layer1(const Params& p, Workspace& w, int n) {
       [&](int64_t b, int64_t c0, int width, const float* v) { put(w.h1 + b * kHidden1 + c0, v, width); });
 }
 
-// Layer 2 pre-activation h2 [n, 16] = o1 W2 (the bias left out).
+// Layer 2 pre-activation h2 [n, 16] = o1 W2 (the bias left out), computed as h2^T = W2^T o1^T:
+// 16 output columns would give a tile one vector per row, too few products per load. Leaves W2^T
+// in w.w2t.
 void layer2(const Params& p, Workspace& w, int n) {
-  product<8>(
-      n, [&](int64_t b) { return w.o1 + b * kHidden1; }, kNoRows, 1, kHidden1, 0, kHidden2,
-      Strided{p.w2, kHidden2},
-      [&](int64_t b, int64_t c0, int width, const float* v) { put(w.h2 + b * kHidden2 + c0, v, width); });
+  transpose(p.w2, kHidden1, kHidden2, kHidden2, w.w2t, kHidden1);
+  transpose(w.o1, n, kHidden1, kHidden1, w.o1t, cpu::kBlock);
+  product<4>(
+      kHidden2, [&](int64_t m) { return w.w2t + m * kHidden1; }, kNoRows, 1, kHidden1, 0, n,
+      Strided{w.o1t, cpu::kBlock},
+      [&](int64_t m, int64_t c0, int width, const float* v) { put(w.h2t + m * cpu::kBlock + c0, v, width); });
+  transpose(w.h2t, kHidden2, n, cpu::kBlock, w.h2, kHidden2);
 }
 
 // score = o2 w3 + b3 for n examples.
@@ -429,8 +439,7 @@ bool step(const Params& p, const Loss& loss, const int64_t* users, const int64_t
   }
   store(gw3, gw3v);
   bn_backward<kHidden2>(w.g2, w.o2, w.h2, r2, gain2, n, dg2, dbeta2);
-  // d o1 = gh2 W2^T; d W2^T = gh2^T o1 (gh2^T read as columns of gh2)
-  transpose(p.w2, kHidden1, kHidden2, kHidden2, w.w2t, kHidden1);
+  // d o1 = gh2 W2^T (W2^T from layer2); d W2^T = gh2^T o1 (gh2^T read as columns of gh2)
   product<6>(
       n, [&](int64_t b) { return w.g2 + b * kHidden2; }, kNoRows, 1, kHidden2, 0, kHidden1,
       Strided{w.w2t, kHidden1},
