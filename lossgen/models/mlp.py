@@ -80,6 +80,12 @@ def _rng_key(seed: int) -> int:
     return _signed(_fmix64((int(seed) * _GOLDEN + 0x5EED) & _M64))
 
 
+def _row_major(table: torch.Tensor) -> torch.Tensor:
+    """``table`` [K, n, d] with its memory laid out as [n, K, d]."""
+    rows = table.transpose(0, 1)
+    return table if rows.is_contiguous() else rows.contiguous().transpose(0, 1)
+
+
 def _out_major(w: torch.Tensor) -> torch.Tensor:
     """``w`` [K, in, out] with its memory laid out as [K, out, in]."""
     wt = w.transpose(1, 2)
@@ -107,16 +113,18 @@ def _linear_init(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch
 
 class MLPPopulation:
     def __init__(self, tensors: dict[str, torch.Tensor], seeds: Sequence[int], dim: int, fused: bool = True):
-        # Embedding tables (and their Adam moments) are contiguous [K, n, d]: the fused step keeps
-        # one candidate's tables in one core's cache. W1 is a [K, 2d, 64] view of [K, 64, 2d]
-        # memory: its gradient comes out of the products in that layout (in the PyTorch step the
-        # SGD update is then one fused baddbmm_, decay included).
-        self.t = {n: t.contiguous() if n.endswith(TABLES) else _out_major(t) if n == "w1" else t
+        # Embedding tables (and their Adam moments) are contiguous [K, n, d] for the fused step:
+        # one candidate's tables stay in one core's cache. For the PyTorch step alone (fused off)
+        # they are [K, n, d] views of [n, K, d] memory: a row of every candidate is one contiguous
+        # block, so its gathers and scatters over all K stream. W1 is a [K, 2d, 64] view of
+        # [K, 64, 2d] memory: its gradient comes out of the products in that layout (in the
+        # PyTorch step the SGD update is then one fused baddbmm_, decay included).
+        table_layout = (lambda t: t.contiguous()) if fused else _row_major
+        self.t = {n: table_layout(t) if n.endswith(TABLES) else _out_major(t) if n == "w1" else t
                   for n, t in tensors.items()}
         self.seeds = list(seeds)
         self.dim = dim
-        # fused: SGD steps and evaluation scores run in the compiled ops (else the PyTorch step)
-        self.fused = fused
+        self._fused = fused
         self._ws: dict[tuple, torch.Tensor] = {}  # reused step buffers, by (name, shape)
         self._plan_key: tuple | None = None
         self._table_key: tuple | None = None
@@ -147,6 +155,12 @@ class MLPPopulation:
     @property
     def size(self) -> int:
         return self.t["w1"].shape[0]
+
+    @property
+    def fused(self) -> bool:
+        """Whether SGD steps and evaluation scores run in the compiled ops (else in the PyTorch
+        step); fixed for the population's life, since it sets the tables' layout."""
+        return self._fused
 
     def _plan(self, specs: Sequence[LossSpec]) -> list[tuple]:
         key = tuple(map(id, specs))
