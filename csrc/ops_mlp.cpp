@@ -99,10 +99,11 @@ mlp::Params params_of(int64_t k, const Shapes& s, const at::Tensor& user_emb, co
 // each candidate runs its whole sequence of steps on one thread, the threads taking candidates one
 // at a time. Returns the mean losses [K].
 at::Tensor mlp_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor& scale, at::TensorList dense,
-                           at::TensorList stats, const at::Tensor& rng_key, at::Tensor& steps, const at::Tensor& programs,
-                           const at::Tensor& loss_kind, const at::Tensor& loss_eps, const at::Tensor& users,
-                           const at::Tensor& items, const at::Tensor& labels, int64_t batch_size, double lr, double l2,
-                           int64_t clamp, const std::optional<at::Tensor>& order_row) {
+                           at::TensorList stats, const at::Tensor& rng_key, at::Tensor& steps,
+                           const at::Tensor& programs, const at::Tensor& loss_kind, const at::Tensor& loss_eps,
+                           const at::Tensor& users, const at::Tensor& items, const at::Tensor& labels,
+                           int64_t batch_size, double lr, double l2, int64_t clamp,
+                           const std::optional<at::Tensor>& order_row) {
   const Shapes s = check_population(user_emb, item_emb, scale, dense, stats);
   for (const at::Tensor* t : {&rng_key, static_cast<const at::Tensor*>(&steps)}) {
     TORCH_CHECK_VALUE(t->scalar_type() == at::kLong && t->is_contiguous() && t->sizes() == at::IntArrayRef({s.k}),

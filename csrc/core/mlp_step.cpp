@@ -336,20 +336,23 @@ struct Workspace {
   float *keep, *h1, *o1, *o1t, *g1, *h2, *h2t, *o2, *o2t, *g2, *w1, *w1t_old, *w2t, *gw2t, *gw2, *score, *coef;
 
   explicit Workspace(int64_t dim) : dim(dim), user_rows(cpu::kBlock), item_rows(cpu::kBlock) {
-    const int64_t b = cpu::kBlock, in = 2 * dim;
-    const int64_t sizes[] = {b * (kHidden1 + kHidden2), b * kHidden1, b * kHidden1, b * kHidden1, b * kHidden1,
-                             b * kHidden2, b * kHidden2, b * kHidden2, b * kHidden2, b * kHidden2, in * kHidden1,
-                             in * kHidden1,
-                             kHidden1 * kHidden2, kHidden1 * kHidden2, kHidden1 * kHidden2, b, b};
-    float** slots[] = {&keep, &h1, &o1, &o1t, &g1, &h2, &h2t, &o2, &o2t, &g2, &w1, &w1t_old, &w2t, &gw2t, &gw2, &score, &coef};
+    const int64_t b = cpu::kBlock, in = 2 * dim, u1 = kHidden1, u2 = kHidden2;
+    const struct {
+      float** buffer;
+      int64_t size;
+    } slots[] = {{&keep, b * (u1 + u2)}, {&h1, b * u1},  {&o1, b * u1},      {&o1t, b * u1},  {&g1, b * u1},
+                 {&h2, b * u2},          {&h2t, b * u2}, {&o2, b * u2},      {&o2t, b * u2},  {&g2, b * u2},
+                 {&w1, in * u1},         {&w1t_old, in * u1},                {&w2t, u1 * u2}, {&gw2t, u1 * u2},
+                 {&gw2, u1 * u2},        {&score, b},    {&coef, b}};
+    const auto padded = [](int64_t size) { return (size + kLanes - 1) / kLanes * kLanes; };
     int64_t total = kLanes;  // room to align the start
-    for (int64_t size : sizes) total += (size + kLanes - 1) / kLanes * kLanes;
+    for (const auto& slot : slots) total += padded(slot.size);
     memory.reset(new float[total]);
     float* at = memory.get();
     at += (kLanes - (reinterpret_cast<uintptr_t>(at) / sizeof(float)) % kLanes) % kLanes;
-    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); ++i) {
-      *slots[i] = at;
-      at += (sizes[i] + kLanes - 1) / kLanes * kLanes;
+    for (const auto& slot : slots) {
+      *slot.buffer = at;
+      at += padded(slot.size);
     }
   }
 };
