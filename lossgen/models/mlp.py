@@ -340,8 +340,8 @@ class MLPPopulation:
 
     def _rows(self, table: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A [K, n, d] table as a 2-D view of its rows, and where the per-candidate ids [K, B]
-        are in it: row (k, id) is at k * n + id when the table is stored [K, n, d] (as the
-        embedding tables are), or at id * K + k when stored [n, K, d]."""
+        are in it: row (k, id) is at k * n + id when the table is stored [K, n, d] (a fused
+        population's layout), or at id * K + k when stored [n, K, d] (fused off)."""
         k, n, d = table.shape
         candidates = torch.arange(k).unsqueeze(1)
         if table.transpose(0, 1).is_contiguous():
