@@ -177,11 +177,11 @@ inline void put(float* out, const float* values, int width) {
   for (; c < width; ++c) out[c] = values[c];
 }
 
-// dst[c] = dst[c] * decay + step * values[c] (two roundings each, as PyTorch's foreach ops).
-inline void sgd_row(float* dst, const float* values, int width, float decay, float step) {
+// dst[c] = src[c] * decay + step * values[c] (two roundings each, as PyTorch's foreach ops).
+inline void sgd_row(float* dst, const float* src, const float* values, int width, float decay, float step) {
   int c = 0;
-  for (; c + kLanes <= width; c += kLanes) store(dst + c, load(dst + c) * decay + step * load(values + c));
-  for (; c < width; ++c) dst[c] = dst[c] * decay + step * values[c];
+  for (; c + kLanes <= width; c += kLanes) store(dst + c, load(src + c) * decay + step * load(values + c));
+  for (; c < width; ++c) dst[c] = src[c] * decay + step * values[c];
 }
 
 // dst[c] += factor * values[c].
@@ -333,17 +333,18 @@ struct Workspace {
   int64_t dim;
   std::unique_ptr<float[]> memory;
   std::vector<float*> user_rows, item_rows;
-  float *keep, *h1, *o1, *o1t, *g1, *h2, *h2t, *o2, *o2t, *g2, *w1, *w1t_old, *w2t, *gw2t, *gw2, *score, *coef;
+  float *keep, *h1, *o1, *o1t, *g1, *h2, *h2t, *o2, *o2t, *g2, *w1, *w1t_a, *w1t_b, *w2t, *gw2t, *gw2, *score,
+      *coef;
 
   explicit Workspace(int64_t dim) : dim(dim), user_rows(cpu::kBlock), item_rows(cpu::kBlock) {
     const int64_t b = cpu::kBlock, in = 2 * dim, u1 = kHidden1, u2 = kHidden2;
     const struct {
       float** buffer;
       int64_t size;
-    } slots[] = {{&keep, b * (u1 + u2)}, {&h1, b * u1},  {&o1, b * u1},      {&o1t, b * u1},  {&g1, b * u1},
-                 {&h2, b * u2},          {&h2t, b * u2}, {&o2, b * u2},      {&o2t, b * u2},  {&g2, b * u2},
-                 {&w1, in * u1},         {&w1t_old, in * u1},                {&w2t, u1 * u2}, {&gw2t, u1 * u2},
-                 {&gw2, u1 * u2},        {&score, b},    {&coef, b}};
+    } slots[] = {{&keep, b * (u1 + u2)}, {&h1, b * u1},     {&o1, b * u1},     {&o1t, b * u1},  {&g1, b * u1},
+                 {&h2, b * u2},          {&h2t, b * u2},    {&o2, b * u2},     {&o2t, b * u2},  {&g2, b * u2},
+                 {&w1, in * u1},         {&w1t_a, in * u1}, {&w1t_b, in * u1}, {&w2t, u1 * u2}, {&gw2t, u1 * u2},
+                 {&gw2, u1 * u2},        {&score, b},       {&coef, b}};
     const auto padded = [](int64_t size) { return (size + kLanes - 1) / kLanes * kLanes; };
     int64_t total = kLanes;  // room to align the start
     for (const auto& slot : slots) total += padded(slot.size);
@@ -403,9 +404,10 @@ void layer3(const Params& p, Workspace& w, int n) {
   }
 }
 
-// One SGD step on a batch; returns false when the loss program refused the predictions.
+// One SGD step on a batch; returns false when the loss program refused the predictions. Writes
+// the stepped W1^T into w1t_next (p.w1t, read by the step's products, stays as it was).
 bool step(const Params& p, const Loss& loss, const int64_t* users, const int64_t* items, const float* labels, int n,
-          double lr, double l2, Workspace& w, double* total) {
+          double lr, double l2, Workspace& w, float* w1t_next, double* total) {
   const int64_t d = p.dim, in = 2 * d;
   const double s = *p.scale;
   const float sf = static_cast<float>(s);
@@ -455,26 +457,27 @@ bool step(const Params& p, const Loss& loss, const int64_t* users, const int64_t
   // batch norm removes the hidden layers' biases: their gradient is exactly zero
 
   // update. W1 <- decay W1 - lr gh1^T x (x as stored: gh1 is the gradient of the stored-scale
-  // pre-activation); the stored rows move by -lr / (s s_next) gh1 W1^T, with W1 before the step.
+  // pre-activation), into w1t_next; the stored rows move by -lr / (s s_next) gh1 W1^T, with W1
+  // before the step (p.w1t).
   const float decay = static_cast<float>(1.0 - lr * l2);
   const float minus_lr = static_cast<float>(-lr);
   const double s_next = s * (1.0 - lr * l2);
   const float factor = static_cast<float>(-lr / (s * s_next));
-  std::memcpy(w.w1t_old, p.w1t, sizeof(float) * kHidden1 * in);
   for (int part = 0; part < 2; ++part) {
     float* const* rows = part == 0 ? w.user_rows.data() : w.item_rows.data();
     product<6>(
         kHidden1, [&](int64_t j) { return w.g1 + j; }, kNoRows, kHidden1, n, 0, d,
         Gathered{rows, 0},
         [&](int64_t j, int64_t c0, int width, const float* v) {
-          sgd_row(p.w1t + j * in + part * d + c0, v, width, decay, minus_lr);
+          const int64_t at = j * in + part * d + c0;
+          sgd_row(w1t_next + at, p.w1t + at, v, width, decay, minus_lr);
         });
   }
   for (int part = 0; part < 2; ++part) {
     float* const* rows = part == 0 ? w.user_rows.data() : w.item_rows.data();
     product<6>(
         n, [&](int64_t b) { return w.g1 + b * kHidden1; }, kNoRows, 1, kHidden1, 0, d,
-        Strided{w.w1t_old + part * d, in},
+        Strided{p.w1t + part * d, in},
         [&](int64_t b, int64_t c0, int width, const float* v) {
           // a row twice in the batch takes both updates, one after the other
           add_row(rows[b] + c0, v, width, factor);
@@ -523,15 +526,27 @@ void dropout_keep(uint64_t key, int64_t step, int batch, float* keep) {
 bool train_epoch(const Params& p, const Loss& loss, const int64_t* users, const int64_t* items, const float* labels,
                  int64_t n, int batch_size, double lr, double l2, double* mean_loss) {
   Workspace& w = workspace(p.dim);
+  // W1^T lives in two workspace buffers during the epoch: a step reads one (its products need W1
+  // before the step) and writes the other.
+  const size_t w1_bytes = sizeof(float) * kHidden1 * 2 * p.dim;
+  Params q = p;
+  q.w1t = w.w1t_a;
+  float* next = w.w1t_b;
+  std::memcpy(q.w1t, p.w1t, w1_bytes);
   double total = 0.0;
-  for (int64_t start = 0; start < n; start += batch_size) {
+  bool ok = true;
+  for (int64_t start = 0; start < n && ok; start += batch_size) {
     const int size = static_cast<int>(std::min<int64_t>(batch_size, n - start));
     double summed = 0.0;
-    if (!step(p, loss, users + start, items + start, labels + start, size, lr, l2, w, &summed)) return false;
-    total += summed;
+    ok = step(q, loss, users + start, items + start, labels + start, size, lr, l2, w, next, &summed);
+    if (ok) {
+      std::swap(q.w1t, next);
+      total += summed;
+    }
   }
+  std::memcpy(p.w1t, q.w1t, w1_bytes);
   *mean_loss = total / static_cast<double>(n);
-  return true;
+  return ok;
 }
 
 void predict(const Params& p, const int64_t* users, const int64_t* items, int64_t n, float* scores) {
