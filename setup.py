@@ -45,9 +45,12 @@ def _extension():
     sources = [
         "csrc/ops.cpp",
         "csrc/ops_mf.cpp",
+        "csrc/ops_mlp.cpp",
         "csrc/core/program_check.cpp",
         "csrc/core/eval_cpu.cpp",
         "csrc/core/mf_step.cpp",
+        "csrc/core/mlp_step.cpp",
+        "csrc/core/score_loss.cpp",
     ]
     # -ffp-contract=off: no fused multiply-adds, so results round like PyTorch's reference.
     # -fno-trapping-math: lets the compiler turn branches over float ops into vector selects

@@ -10,11 +10,8 @@
 #include <vector>
 #include <cmath>
 
-#include "core/eval_cpu.h"
 #include "core/mf_step.h"
-#include "core/program_check.h"
-#include "named_losses.h"
-#include "op_math.h"
+#include "ops_train.h"
 
 namespace lossgen {
 namespace {
@@ -41,17 +38,6 @@ Tables check_tables(const at::Tensor& user_emb, const at::Tensor& item_emb, cons
   return t;
 }
 
-void check_ids(const at::Tensor& ids, int64_t limit, const char* name, bool rows_allowed = false) {
-  TORCH_CHECK_VALUE(ids.scalar_type() == at::kLong && (ids.dim() == 1 || (rows_allowed && ids.dim() == 2)) &&
-                        ids.is_contiguous(),
-                    name, rows_allowed ? " must be a contiguous int64 [N] or [K, N] tensor"
-                                       : " must be a contiguous int64 [B] tensor");
-  if (ids.numel() == 0) return;
-  const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
-  TORCH_CHECK_VALUE(lo >= 0 && hi < limit, name, " out of range: ids must be in [0, ", limit, "), got [", lo, ", ",
-                    hi, "]");
-}
-
 mf::Params params_of(int64_t k, const Tables& t, at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor& user_bias,
                      at::Tensor& item_bias, at::Tensor& global_bias, at::Tensor& scale) {
   return {user_emb.data_ptr<float>() + k * t.users * t.dim,
@@ -75,54 +61,9 @@ at::Tensor mf_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor
                           int64_t batch_size, double lr, double l2, double beta1, double beta2, double adam_eps,
                           int64_t clamp, const std::optional<at::Tensor>& order_row) {
   const Tables t = check_tables(user_emb, item_emb, user_bias, item_bias, global_bias, scale);
-  TORCH_CHECK_VALUE(programs.scalar_type() == at::kInt && programs.dim() == 3 && programs.size(0) == t.k &&
-                        programs.size(2) == 3 && programs.size(1) >= 1 && programs.size(1) <= kMaxSteps,
-                    "programs must be int32 [K, L, 3] with 1 <= L <= ", kMaxSteps);
-  const at::Tensor prog = programs.contiguous();
-  const std::string problem = check_programs(prog.data_ptr<int32_t>(), prog.size(0), prog.size(1));
-  TORCH_CHECK_VALUE(problem.empty(), problem);
-  TORCH_CHECK_VALUE(loss_kind.scalar_type() == at::kInt && loss_kind.sizes() == at::IntArrayRef({t.k}),
-                    "loss_kind must be int32 [K]");
-  TORCH_CHECK_VALUE(loss_eps.scalar_type() == at::kFloat && loss_eps.sizes() == at::IntArrayRef({t.k}),
-                    "loss_eps must be float32 [K]");
-  const at::Tensor kinds = loss_kind.contiguous(), eps = loss_eps.contiguous();
-  for (int64_t k = 0; k < t.k; ++k) {
-    const int kind = kinds.data_ptr<int32_t>()[k];
-    TORCH_CHECK_VALUE(kind >= 0 && kind < kNumLossKinds, "loss kind ", kind, " out of range");
-    // A program's epsilon: kPaperEps (0, the paper's smoothing) or its own, finite and > 0.
-    const float e = eps.data_ptr<float>()[k];
-    TORCH_CHECK_VALUE(kind != kLossProgram || e == kPaperEps || (std::isfinite(e) && e > 0.0f), "loss_eps[", k,
-                      "] = ", e, ": a program's smoothing epsilon must be finite and > 0 (0: the paper's smoothing)");
-  }
-  check_ids(users, t.users, "users", true);
-  check_ids(items, t.items, "items", true);
-  // One example order for all candidates ([N]); or several orders ([S, N], each run of a
-  // population its own data order, drawn from its seed) with order_row[k] naming candidate k's
-  // row (without order_row: S = K, row k).
-  const bool rows = users.dim() == 2;
-  TORCH_CHECK_VALUE(labels.scalar_type() == at::kFloat && labels.is_contiguous() && users.is_contiguous() &&
-                        items.is_contiguous() && labels.sizes() == users.sizes() && items.sizes() == users.sizes(),
-                    "users, items and labels must be contiguous tensors of the same shape, [N] or [S, N]");
-  std::vector<int64_t> row_of(t.k, 0);
-  if (order_row.has_value()) {
-    TORCH_CHECK_VALUE(rows, "order_row needs users, items and labels of shape [S, N]");
-    const at::Tensor r = order_row->contiguous();
-    TORCH_CHECK_VALUE(r.scalar_type() == at::kLong && r.sizes() == at::IntArrayRef({t.k}), "order_row must be int64 [K]");
-    for (int64_t k = 0; k < t.k; ++k) {
-      row_of[k] = r.data_ptr<int64_t>()[k];
-      TORCH_CHECK_VALUE(row_of[k] >= 0 && row_of[k] < users.size(0), "order_row[", k, "] = ", row_of[k],
-                        " is not a row of the ", users.size(0), " orders");
-    }
-  } else if (rows) {
-    TORCH_CHECK_VALUE(users.size(0) == t.k, "[S, N] orders without order_row need S = K, got S = ", users.size(0));
-    for (int64_t k = 0; k < t.k; ++k) row_of[k] = k;
-  }
-  const int64_t n = rows ? users.size(1) : users.numel();
-  TORCH_CHECK_VALUE(n >= 1, "no training examples");
-  TORCH_CHECK_VALUE(batch_size >= 1 && batch_size <= cpu::kBlock, "batch size must be in 1..", cpu::kBlock, ", got ",
-                    batch_size);
-  TORCH_CHECK_VALUE(clamp >= 0 && clamp < kNumClampModes, "clamp mode ", clamp, " out of range");
-  TORCH_CHECK_VALUE(at::isfinite(labels).all().item<bool>(), "labels contain NaN or inf");
+  const LossTable table(programs, loss_kind, loss_eps, t.k, clamp);
+  const Orders orders(users, items, labels, order_row, t.k, t.users, t.items);
+  check_batch_size(batch_size);
   const bool use_adam = adam_moments.numel() > 0;
   if (use_adam) {
     const int64_t size = (t.users + t.items) * t.dim + t.users + t.items + 1;
@@ -142,16 +83,14 @@ at::Tensor mf_train_epoch(at::Tensor& user_emb, at::Tensor& item_emb, at::Tensor
   at::parallel_for(0, t.k, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       const mf::Params p = params_of(k, t, user_emb, item_emb, user_bias, item_bias, global_bias, scale);
-      const mf::Loss loss{kinds.data_ptr<int32_t>()[k], eps.data_ptr<float>()[k],
-                          prog.data_ptr<int32_t>() + k * prog.size(1) * 3, static_cast<int>(prog.size(1)),
-                          static_cast<int>(clamp)};
+      const mf::Loss loss = table.of(k);
       mf::Adam adam{nullptr, nullptr, static_cast<float>(beta1), static_cast<float>(beta2),
                     static_cast<float>(adam_eps)};
       if (use_adam) {
         adam.moments = adam_moments.data_ptr<float>() + k * adam_moments.size(1) * adam_moments.size(2);
         adam.step = adam_step.data_ptr<int64_t>() + k;
       }
-      const int64_t row = row_of[k] * n;
+      const int64_t row = orders.offset(k), n = orders.n;
       const double value = mf::train_epoch(p, loss, users.data_ptr<int64_t>() + row, items.data_ptr<int64_t>() + row,
                                            labels.data_ptr<float>() + row, n, static_cast<int>(batch_size),
                                            static_cast<float>(lr), static_cast<float>(l2), use_adam ? &adam : nullptr);

@@ -4,8 +4,7 @@
 #include <limits>
 
 #include "core/eval_cpu.h"
-#include "named_losses.h"
-#include "op_math.h"
+#include "core/score_loss.h"
 
 namespace lossgen::mf {
 namespace {
@@ -13,8 +12,6 @@ namespace {
 constexpr int kMaxDim = 512;
 // Below this the stored values would lose precision against the shrinking scale.
 constexpr double kRenormalizeBelow = 1e-3;
-
-float sigmoid(float s) { return 1.0f / (1.0f + std::exp(-s)); }
 
 float dot(const float* a, const float* b, int64_t n) {
   float acc = 0.0f;
@@ -24,28 +21,12 @@ float dot(const float* a, const float* b, int64_t n) {
 
 // d(batch-mean loss)/d(score) per example into coef; returns the batch's summed loss, or NaN.
 double score_gradients(const Params& p, const Loss& loss, const Batch& batch, float* coef) {
-  const int n = batch.size;
-  alignas(64) float score[cpu::kBlock], y_hat[cpu::kBlock], values[cpu::kBlock], d_y_hat[cpu::kBlock];
-  predict(p, batch.users, batch.items, n, score);
-  for (int b = 0; b < n; ++b) y_hat[b] = sigmoid(score[b]);
+  alignas(64) float score[cpu::kBlock];
+  predict(p, batch.users, batch.items, batch.size, score);
   double total = 0.0;
-  if (loss.kind == kLossProgram) {
-    const int status =
-        cpu::eval_block(loss.program, loss.num_steps, loss.clamp, y_hat, batch.labels, n, values, d_y_hat, loss.eps);
-    if (status != cpu::kBlockOk) return std::numeric_limits<double>::quiet_NaN();
-    for (int b = 0; b < n; ++b) {
-      total += values[b];
-      coef[b] = d_y_hat[b] * y_hat[b] * (1.0f - y_hat[b]);
-    }
-  } else {
-    for (int b = 0; b < n; ++b) {
-      float value, d_score;
-      named_loss_on_score(loss.kind, score[b], y_hat[b], batch.labels[b], loss.eps, value, d_score);
-      total += value;
-      coef[b] = d_score;
-    }
+  if (!lossgen::score_gradients(loss, score, batch.labels, batch.size, coef, &total)) {
+    return std::numeric_limits<double>::quiet_NaN();
   }
-  for (int b = 0; b < n; ++b) coef[b] /= static_cast<float>(n);  // batch mean
   return total;
 }
 

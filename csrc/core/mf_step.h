@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/score_loss.h"
+
 namespace lossgen::mf {
 
 // One candidate's parameters. With SGD, stored values are the true ones divided by *scale: dense
@@ -32,14 +34,8 @@ struct Adam {
   float beta1, beta2, eps;
 };
 
-// The candidate's loss: a named kind (csrc/named_losses.h) with epsilon, or a program.
-struct Loss {
-  int kind;
-  float eps;  // a named loss's epsilon; a program's smoothing epsilon (kPaperEps = 0: the paper's xi)
-  const int32_t* program;  // [num_steps, 3], used when kind == kLossProgram
-  int num_steps;
-  int clamp;
-};
+// The candidate's loss (csrc/core/score_loss.h).
+using Loss = lossgen::Loss;
 
 struct Batch {
   const int64_t* users;

@@ -1,5 +1,7 @@
 // Native tests of the C++ core (run by CTest): program validation, the op derivatives against
-// finite differences, and the block evaluator against a point-by-point interpreter.
+// finite differences, the block evaluator against a point-by-point interpreter, and the MLP
+// step's dropout stream and training (the Python tests hold the MLP step to its PyTorch twin;
+// this build, without -march=native, runs its portable code).
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -7,7 +9,9 @@
 #include <vector>
 
 #include "core/eval_cpu.h"
+#include "core/mlp_step.h"
 #include "core/program_check.h"
+#include "named_losses.h"
 #include "op_math.h"
 
 using namespace lossgen;
@@ -218,6 +222,91 @@ void test_non_finite_inputs() {
          "inf in y reported");
 }
 
+// The MLP dropout stream against splitmix64 written out point by point (mlp_step.h).
+void test_mlp_dropout_stream() {
+  const uint64_t keys[] = {0x1234ULL, 0xFFFFFFFFFFFFFFF0ULL};
+  for (uint64_t key : keys) {
+    for (int64_t step : {0, 1, 1000}) {
+      const int batch = 24;
+      std::vector<float> keep(80 * batch);
+      mlp::dropout_keep(key, step, batch, keep.data());
+      bool same = true;
+      for (int j = 0; j < 40 * batch; ++j) {
+        uint64_t x = key + (static_cast<uint64_t>(step) * (1ULL << 32) + j) * 0x9E3779B97F4A7C15ULL;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+        x ^= x >> 31;
+        for (int half = 0; half < 2; ++half) {
+          const uint32_t m = static_cast<uint32_t>(x >> (32 * half)) & 0x7FFFFF;
+          same = same && keep[2 * j + half] == (m >= 1677722u ? 1.0f : 0.0f);
+        }
+      }
+      expect(same, "dropout keep masks follow splitmix64 (step " + std::to_string(step) + ")");
+    }
+  }
+  std::vector<float> keep(80 * 256);
+  mlp::dropout_keep(7, 3, 256, keep.data());
+  double kept = 0;
+  for (float k : keep) kept += k;
+  expect(std::fabs(kept / keep.size() - 0.8) < 0.01, "dropout keeps about 80% of the units");
+}
+
+// A tiny MLP trained with BCE: the loss falls, training is deterministic, parameters stay finite,
+// and the lazy weight decay renormalises the tables when their scale gets small.
+void test_mlp_training() {
+  for (int64_t dim : {8, 20, 64}) {
+    for (double l2 : {1e-3, 5.0}) {
+      const int64_t users = 20, items = 30, n = 300;
+      std::mt19937 rng(1);
+      std::normal_distribution<float> normal(0.0f, 0.1f);
+      std::vector<int64_t> u(n), i(n);
+      std::vector<float> y(n);
+      for (int64_t e = 0; e < n; ++e) {
+        u[e] = static_cast<int64_t>(rng() % users);
+        i[e] = static_cast<int64_t>(rng() % items);
+        y[e] = ((u[e] + i[e]) % 3 == 0) ? 1.0f : 0.0f;  // learnable from the embeddings
+      }
+      double final_losses[2];
+      std::vector<float> final_w1[2];
+      for (int run = 0; run < 2; ++run) {
+        std::mt19937 init(2);
+        std::vector<float> ue(users * dim), ie(items * dim), w1t(64 * 2 * dim), w2(64 * 16), w3(16);
+        for (auto* v : {&ue, &ie, &w1t, &w2, &w3}) {
+          for (float& x : *v) x = normal(init);
+        }
+        std::vector<float> b1(64), g1(64, 1.0f), beta1(64), b2(16), g2(16, 1.0f), beta2(16), b3(1);
+        std::vector<float> rm1(64), rv1(64, 1.0f), rm2(16), rv2(16, 1.0f);
+        double scale = 1.0;
+        int64_t steps = 0;
+        const mlp::Params p{ue.data(),   ie.data(),  &scale,      w1t.data(), b1.data(),  g1.data(),
+                            beta1.data(), w2.data(), b2.data(),   g2.data(),  beta2.data(), w3.data(),
+                            b3.data(),   rm1.data(), rv1.data(),  rm2.data(), rv2.data(), 99,
+                            &steps,      users,      items,       dim};
+        const Loss loss{kLossBCE, 1e-6f, nullptr, 0, 0};
+        double first = 0.0, last = 0.0;
+        for (int epoch = 0; epoch < 15; ++epoch) {
+          double mean = 0.0;
+          const bool ok = mlp::train_epoch(p, loss, u.data(), i.data(), y.data(), n, 32, 0.1, l2, &mean);
+          expect(ok && std::isfinite(mean), "MLP epoch finishes with a finite loss");
+          if (epoch == 0) first = mean;
+          last = mean;
+        }
+        expect(steps == 15 * 10, "the step counter moves once per batch");
+        bool finite = std::isfinite(scale) && scale > 0.0;
+        for (auto* v : {&ue, &ie, &w1t, &w2, &w3, &rv1, &rv2}) {
+          for (float x : *v) finite = finite && std::isfinite(x);
+        }
+        expect(finite, "MLP parameters stay finite");
+        if (l2 > 1.0) expect(scale >= 1e-3, "small scales are renormalised");
+        if (l2 < 1.0) expect(last < 0.9 * first, "MLP training lowers the loss (dim " + std::to_string(dim) + ")");
+        final_losses[run] = last;
+        final_w1[run] = w1t;
+      }
+      expect(final_losses[0] == final_losses[1] && final_w1[0] == final_w1[1], "MLP training is deterministic");
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -227,6 +316,8 @@ int main() {
   test_smoothing_epsilon_rules();
   test_block_matches_interpreter();
   test_non_finite_inputs();
+  test_mlp_dropout_stream();
+  test_mlp_training();
   if (failures) {
     std::printf("%d check(s) failed\n", failures);
     return 1;

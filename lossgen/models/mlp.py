@@ -2,15 +2,19 @@
 defaults"): concat(user 64, item 64) -> 128x64 -> 64x16 -> 16x1, each hidden layer followed by
 batch norm, ReLU and dropout 0.2; prediction sigmoid(score).
 
-All K models live in ``[K, ...]`` tensors and run with batched matrix products; each candidate
-has its own loss, its own dropout stream and its own batch-norm statistics, so candidate k of a
-population computes exactly what a single model with seed k computes (the test checks it).
+All K models live in ``[K, ...]`` tensors; each candidate has its own loss, its own dropout stream
+and its own batch-norm statistics, so candidate k of a population computes exactly what a single
+model with seed k computes (the tests check it).
 
-The training step is written out by hand (forward, backward and update on buffers reused
-from step to step, no autograd, the loss gradient from ``losses_and_grads``): at K = 64,
-besides the batched products, it is bound by memory passes over ``[K, B, 64]`` tensors and,
-on this machine, by page faults of freshly allocated ones. Tests replay it with autograd and
-torch.optim on one candidate.
+Two implementations of the training step, which the tests hold to each other:
+- the fused C++ epoch (``torch.ops.lossgen.mlp_train_epoch``, csrc/core/mlp_step.cpp; SGD, the
+  default): like the MF population's, each candidate runs its whole sequence of steps (forward,
+  loss derivative from the program kernels or the named losses, backward, update) on one thread
+  with its tables and weights in that core's caches, and candidates run in parallel. Evaluation
+  scores come from ``torch.ops.lossgen.mlp_predict``.
+- the PyTorch step (``fused=False``, and Adam): forward, backward and update written out by hand
+  over all K candidates at once with batched products, no autograd, the loss gradient from
+  ``losses_and_grads``. Tests replay it with autograd and torch.optim on one candidate.
 
 Optimisers: SGD with PyTorch's weight_decay semantics (the small dense layers decay directly;
 the embedding tables are stored divided by a per-candidate scale, as in the MF population, so
@@ -27,14 +31,17 @@ import torch
 
 from lossgen.training.losses import LossSpec, loss_plan, losses_and_grads
 from lossgen.models.jacobian import prediction_gram
-from lossgen.models.mf import INIT_STD
+from lossgen.models.mf import INIT_STD, LossTable
 
 HIDDEN = (64, 16)
 DROPOUT = 0.2
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
 DENSE = ("w1", "b1", "g1", "beta1", "w2", "b2", "g2", "beta2", "w3", "b3")
+STATS = ("rm1", "rv1", "rm2", "rv2")
 TABLES = ("user_emb", "item_emb")
+# The fused step's batches go through the program kernels' CPU blocks (cpu::kBlock points).
+FUSED_MAX_BATCH = 256
 # rng_key: the candidate's dropout key (from its seed); steps: its training steps so far.
 STATE = TABLES + ("scale",) + DENSE + ("rm1", "rv1", "rm2", "rv2", "rng_key", "steps")
 # Adam state, created on the first Adam step: a step count and both moments of every parameter.
@@ -105,21 +112,26 @@ def _linear_init(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch
 
 
 class MLPPopulation:
-    def __init__(self, tensors: dict[str, torch.Tensor], seeds: Sequence[int], dim: int):
-        # Embedding tables (and their Adam moments) are [K, n, d] views of [n, K, d] memory: a
-        # row of every candidate is one contiguous block, so the step's gathers and scatters
-        # stream instead of jumping between K tables that do not fit in cache together.
-        # W1 likewise is a [K, 2d, 64] view of [K, 64, 2d] memory: its gradient comes out of the
-        # product in that layout, so the SGD update is one fused baddbmm_ (decay included).
-        self.t = {n: _row_major(t) if n.endswith(TABLES) else _out_major(t) if n == "w1" else t
+    def __init__(self, tensors: dict[str, torch.Tensor], seeds: Sequence[int], dim: int, fused: bool = True):
+        # Embedding tables (and their Adam moments) are contiguous [K, n, d] for the fused step:
+        # one candidate's tables stay in one core's cache. For the PyTorch step alone (fused off)
+        # they are [K, n, d] views of [n, K, d] memory: a row of every candidate is one contiguous
+        # block, so its gathers and scatters over all K stream. W1 is a [K, 2d, 64] view of
+        # [K, 64, 2d] memory: its gradient comes out of the products in that layout (in the
+        # PyTorch step the SGD update is then one fused baddbmm_, decay included).
+        table_layout = (lambda t: t.contiguous()) if fused else _row_major
+        self.t = {n: table_layout(t) if n.endswith(TABLES) else _out_major(t) if n == "w1" else t
                   for n, t in tensors.items()}
         self.seeds = list(seeds)
         self.dim = dim
+        self._fused = fused
         self._ws: dict[tuple, torch.Tensor] = {}  # reused step buffers, by (name, shape)
         self._plan_key: tuple | None = None
+        self._table_key: tuple | None = None
 
     @staticmethod
-    def init(num_users: int, num_items: int, seeds: Sequence[int], dim: int = 64) -> "MLPPopulation":
+    def init(num_users: int, num_items: int, seeds: Sequence[int], dim: int = 64,
+             fused: bool = True) -> "MLPPopulation":
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in STATE}
         for seed in seeds:
             gen = torch.Generator().manual_seed(int(seed))
@@ -138,17 +150,33 @@ class MLPPopulation:
                 parts[f"rv{layer}"].append(torch.ones(width))
             parts["rng_key"].append(torch.tensor(_rng_key(seed), dtype=torch.int64))
             parts["steps"].append(torch.zeros((), dtype=torch.int64))
-        return MLPPopulation({n: torch.stack(v).contiguous() for n, v in parts.items()}, seeds, dim)
+        return MLPPopulation({n: torch.stack(v).contiguous() for n, v in parts.items()}, seeds, dim, fused)
 
     @property
     def size(self) -> int:
         return self.t["w1"].shape[0]
+
+    @property
+    def fused(self) -> bool:
+        """Whether SGD steps and evaluation scores run in the compiled ops (else in the PyTorch
+        step); fixed for the population's life, since it sets the tables' layout."""
+        return self._fused
 
     def _plan(self, specs: Sequence[LossSpec]) -> list[tuple]:
         key = tuple(map(id, specs))
         if self._plan_key != key:  # the specs list is kept, so its ids stay theirs
             self._plan_specs, self._plan_key, self._plan_value = list(specs), key, loss_plan(specs)
         return self._plan_value
+
+    def _table(self, specs: Sequence[LossSpec]) -> LossTable:
+        key = tuple(map(id, specs))
+        if self._table_key != key:
+            self._table_specs, self._table_key, self._table_value = list(specs), key, LossTable.build(specs)
+        return self._table_value
+
+    def _fused_args(self) -> tuple:
+        t = self.t
+        return (t["user_emb"], t["item_emb"], t["scale"], [t[n] for n in DENSE], [t[n] for n in STATS])
 
     def _buf(self, name: str, shape: tuple, dtype=torch.float32) -> torch.Tensor:
         key = (name, tuple(shape), dtype)
@@ -162,6 +190,8 @@ class MLPPopulation:
     @torch.no_grad()
     def scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Pre-sigmoid scores ``[K, N]`` in evaluation mode (running batch-norm statistics)."""
+        if self.fused:
+            return torch.ops.lossgen.mlp_predict(*self._fused_args(), users.contiguous(), items.contiguous())
         s = self.t["scale"].to(torch.float32)[:, None, None]
         return _eval_scores(self.t, s * self.t["user_emb"][:, users], s * self.t["item_emb"][:, items])
 
@@ -251,9 +281,11 @@ class MLPPopulation:
         """One epoch over the examples in the given order, in mini-batches of
         `config.batch_size`; returns each candidate's mean loss (float64 [K]). users, items and
         labels are [N] (one order for all), or [S, N] with `order_row` [K] naming each
-        candidate's order."""
+        candidate's order. SGD runs in the fused op (unless ``fused`` is off), Adam in PyTorch."""
         if len(specs) != self.size:
             raise ValueError(f"{len(specs)} losses for a population of {self.size}")
+        if self.fused and config.optimizer == "sgd":
+            return self._fused_steps(specs, users, items, labels, config.batch_size, config.lr, config.l2, order_row)
         if order_row is not None:  # each candidate its own batches: [K, N]
             users, items, labels = (t.index_select(0, order_row) for t in (users, items, labels))
         total = torch.zeros(self.size, dtype=torch.float64)
@@ -273,10 +305,15 @@ class MLPPopulation:
         the embeddings. "adam": torch.optim.Adam(betas, eps, weight_decay=l2) on the dense layers;
         on the embeddings lazy Adam as torch.optim.SparseAdam (only rows in the batch move, their
         gradient summed over duplicates, L2 added on those rows), bias-corrected with the
-        candidate's own Adam step count."""
+        candidate's own Adam step count. SGD on up to 256 examples runs in the fused op (unless
+        ``fused`` is off)."""
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"unknown optimizer {optimizer!r}; choose sgd or adam")
         adam = optimizer == "adam"
+        if self.fused and not adam and 1 <= users.shape[-1] <= FUSED_MAX_BATCH:
+            if len(specs) != self.size:
+                raise ValueError(f"{len(specs)} losses for a population of {self.size}")
+            return self._fused_steps(specs, users, items, labels, users.shape[-1], lr, l2).float()
         with torch.no_grad():
             if adam:  # state tensors are made outside inference mode, so callers may write them
                 self._ensure_adam()
@@ -288,10 +325,23 @@ class MLPPopulation:
             losses = self._step(specs, users, items, labels, lr, l2, adam, betas, eps)
         return losses.clone()
 
+    def _fused_steps(self, specs, users, items, labels, batch_size: int, lr: float, l2: float,
+                     order_row: torch.Tensor | None = None) -> torch.Tensor:
+        """SGD steps in the fused op (csrc/core/mlp_step.cpp) over the examples in the given order;
+        each candidate's mean loss (float64 [K]). A program whose predictions become NaN or inf
+        raises ValueError (as the program kernels do in the PyTorch step); named losses let NaN
+        flow on."""
+        table = self._table(specs)
+        with torch.no_grad():
+            return torch.ops.lossgen.mlp_train_epoch(
+                *self._fused_args(), self.t["rng_key"], self.t["steps"], table.programs, table.kinds, table.eps,
+                users.contiguous(), items.contiguous(), labels.contiguous(), batch_size, lr, l2, table.clamp,
+                order_row)
+
     def _rows(self, table: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A [K, n, d] table as a 2-D view of its rows, and where the per-candidate ids [K, B]
-        are in it: row (k, id) is at id * K + k when the table is stored [n, K, d] (as the
-        embedding tables are), or at k * n + id when stored [K, n, d]."""
+        are in it: row (k, id) is at k * n + id when the table is stored [K, n, d] (a fused
+        population's layout), or at id * K + k when stored [n, K, d] (fused off)."""
         k, n, d = table.shape
         candidates = torch.arange(k).unsqueeze(1)
         if table.transpose(0, 1).is_contiguous():
@@ -302,6 +352,8 @@ class MLPPopulation:
 
     def _step(self, specs, users, items, labels, lr, l2, adam, betas, eps) -> torch.Tensor:
         t, k, b, d = self.t, self.size, users.shape[-1], self.dim
+        if users.dim() == 1 and not t["user_emb"].transpose(0, 1).is_contiguous():
+            users, items = users.expand(k, b), items.expand(k, b)  # tables stored [K, n, d]: by rows
         own = users.dim() == 2  # each candidate its own batch (its own data order)
         buf = self._buf
         s = t["scale"].to(torch.float32).unsqueeze(1)
@@ -450,7 +502,7 @@ class MLPPopulation:
         """Copies of the given candidates (parameters, statistics, dropout stream, Adam state)."""
         idx = torch.as_tensor(list(index), dtype=torch.long)
         return MLPPopulation({n: t.index_select(0, idx).contiguous() for n, t in self.t.items()},
-                             [self.seeds[i] for i in idx.tolist()], self.dim)
+                             [self.seeds[i] for i in idx.tolist()], self.dim, self.fused)
 
     def copy_candidate(self, index: int, source: "MLPPopulation", source_index: int) -> None:
         if "adam_t" in source.t:
@@ -465,8 +517,8 @@ class MLPPopulation:
         return {n: t.clone() for n, t in self.t.items()}
 
     @staticmethod
-    def from_state_dict(state: dict[str, torch.Tensor], seeds: Sequence[int]) -> "MLPPopulation":
+    def from_state_dict(state: dict[str, torch.Tensor], seeds: Sequence[int], fused: bool = True) -> "MLPPopulation":
         """The population `state_dict` came from (`seeds` as given to `init`; the dropout streams
         live in the state)."""
         tensors = {n: t.clone() for n, t in state.items()}
-        return MLPPopulation(tensors, seeds, tensors["user_emb"].shape[2])
+        return MLPPopulation(tensors, seeds, tensors["user_emb"].shape[2], fused)

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -5,6 +7,7 @@ from lossgen.ir.formula import parse
 from lossgen.training.losses import from_program, named
 from lossgen.training.losses import batch_losses, losses_and_grads
 from lossgen.models.mlp import MLPPopulation
+from lossgen.training.trainer import TrainConfig
 
 U, I, DIM = 25, 35, 8
 
@@ -259,3 +262,108 @@ def test_programs_with_and_without_eps_in_one_population():
     train(single, [specs[2]], users, items, labels)
     for name, t in pop.state_dict().items():
         torch.testing.assert_close(t[2], single.state_dict()[name][0], rtol=1e-5, atol=1e-6, msg=name)
+
+
+# ---------------------------------------------------------------- the fused C++ step
+# SGD steps and evaluation scores run in torch.ops.lossgen.mlp_train_epoch / mlp_predict; the
+# PyTorch step above (fused=False) is their reference: same dropout stream, same batch norm, same
+# lazy decay, so they agree to float rounding.
+
+ALL_LOSSES = [named(n, 1e-2) for n in ("MSE", "BCE", "Hinge", "Focal", "MaxR", "SumR", "LogMin")] + [
+    SPECS[1], from_program(parse("max(y_hat * (1 / y), y * (1 / y_hat))"), eps=1e-2)]
+
+
+def _true_state(pop):
+    state = pop.state_dict()
+    for name in ("user_emb", "item_emb"):
+        state[name] = state[name] * state["scale"].float()[:, None, None]
+    return state
+
+
+def _assert_same_models(fused, plain, rtol=1e-4, atol=1e-5):
+    want = _true_state(plain)
+    for name, t in _true_state(fused).items():
+        torch.testing.assert_close(t, want[name], rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("dim", [8, 20, 64])  # 64: whole vector tiles; 8, 20: partial ones
+@pytest.mark.parametrize("lr, l2", [(0.05, 1e-3), (0.1, 5.0)])  # the second renormalises the tables
+def test_fused_steps_equal_the_pytorch_step(dim, lr, l2):
+    users, items, labels = examples(200, seed=5)
+    seeds = list(range(10, 10 + len(ALL_LOSSES)))
+    fused = MLPPopulation.init(U, I, seeds, dim=dim)
+    plain = MLPPopulation.init(U, I, seeds, dim=dim, fused=False)
+    for start, size in [(0, 64), (64, 64), (128, 17), (145, 1), (146, 54)]:  # odd batches too
+        sl = slice(start, start + size)
+        got = fused.step(ALL_LOSSES, users[sl], items[sl], labels[sl], lr, l2)
+        want = plain.step(ALL_LOSSES, users[sl], items[sl], labels[sl], lr, l2)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    _assert_same_models(fused, plain)
+    assert fused.t["steps"].tolist() == [5] * len(seeds)
+    torch.testing.assert_close(fused.scores(users, items), plain.scores(users, items), rtol=1e-4, atol=1e-5)
+
+
+def test_fused_epochs_equal_pytorch_epochs_with_shared_and_own_orders():
+    users, items, labels = examples(300, seed=6)
+    # (MaxR with e = 1e-3 and lr 0.05 takes steps of ~50 whose direction flips at its kink: a
+    # rounding difference there becomes a different model, so this test keeps e at 1e-2)
+    specs = [named("BCE"), SPECS[1], named("MaxR", 1e-2), named("BCE")]
+    fused = MLPPopulation.init(U, I, [1, 2, 3, 4], dim=16)
+    plain = MLPPopulation.init(U, I, [1, 2, 3, 4], dim=16, fused=False)
+    config = TrainConfig(lr=0.05, batch_size=48)
+    for pop in (fused, plain):
+        pop.fit_epoch(specs, users, items, labels, config)  # one order for all
+    orders = torch.stack([torch.randperm(300, generator=torch.Generator().manual_seed(s)) for s in (0, 1)])
+    row = torch.tensor([0, 1, 0, 1])
+    got = fused.fit_epoch(specs, users[orders], items[orders], labels[orders], config, row)
+    want = plain.fit_epoch(specs, users[orders], items[orders], labels[orders], config, row)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    _assert_same_models(fused, plain)
+
+
+def test_fused_population_equals_separate_runs_bit_for_bit_and_its_dropout_follows_the_seed():
+    users, items, labels = examples(256, seed=7)
+    config = TrainConfig(lr=0.05, batch_size=32)
+    specs = [named("BCE"), SPECS[1], named("LogMin", 1e-2)]
+    runs = []
+    for _ in range(2):
+        pop = MLPPopulation.init(U, I, [4, 5, 6], dim=DIM)
+        pop.fit_epoch(specs, users, items, labels, config)
+        runs.append(pop.state_dict())
+    for name, t in runs[0].items():  # the same seeds: the same dropout masks, the same models
+        assert torch.equal(t, runs[1][name]), name
+    for k, seed in enumerate([4, 5, 6]):
+        single = MLPPopulation.init(U, I, [seed], dim=DIM)
+        single.fit_epoch([specs[k]], users, items, labels, config)
+        for name, t in single.state_dict().items():
+            assert torch.equal(runs[0][name][k], t[0]), name
+    # one loss, one initialisation, another seed's dropout key: another model
+    other = MLPPopulation.init(U, I, [4], dim=DIM)
+    other.t["rng_key"].copy_(MLPPopulation.init(U, I, [99], dim=DIM).t["rng_key"])
+    other.fit_epoch(specs[:1], users, items, labels, config)
+    assert not torch.equal(other.t["w2"][0], runs[0]["w2"][0])
+
+
+def test_fused_step_refuses_diverged_programs_as_the_pytorch_step_does():
+    users, items, labels = examples(32)
+    for fused in (True, False):
+        pop = MLPPopulation.init(U, I, [0, 1], dim=DIM, fused=fused)
+        pop.t["w3"][1] = float("nan")
+        with pytest.raises(ValueError, match="NaN"):
+            pop.step([named("BCE"), SPECS[1]], users, items, labels, 0.05, 1e-3)
+        named_only = MLPPopulation.init(U, I, [0, 1], dim=DIM, fused=fused)
+        named_only.t["w3"][1] = float("nan")  # a named loss lets NaN flow on
+        losses = named_only.step([named("BCE"), named("MSE")], users, items, labels, 0.05, 1e-3)
+        assert torch.isfinite(losses[0]) and torch.isnan(losses[1])
+
+
+def test_fused_ops_check_their_inputs():
+    users, items, labels = examples(32)
+    pop = MLPPopulation.init(U, I, [0], dim=DIM)
+    with pytest.raises(ValueError, match="items out of range"):
+        pop.step(SPECS[:1], users, items + I, labels, 0.05, 1e-3)
+    with pytest.raises(ValueError, match="batch size"):  # the program kernels' blocks hold 256 points
+        pop.fit_epoch(SPECS[:1], users, items, labels, SimpleNamespace(optimizer="sgd", batch_size=300, lr=0.1, l2=0.0))
+    pop.t["w1"] = pop.t["w1"].contiguous()  # [K, 2d, 64] memory instead of its transpose
+    with pytest.raises(ValueError, match="w1"):
+        pop.scores(users, items)
