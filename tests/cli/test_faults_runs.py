@@ -301,13 +301,22 @@ def test_a_database_older_than_its_checkpoints_is_refused(tmp_path, runs):
 # ----------------------------------------------------------------------------- two processes
 
 
-def test_a_second_process_is_told_who_holds_the_run(tmp_path, run):
+def test_a_second_process_is_told_who_holds_the_run(tmp_path):
+    """The holder searches with the paper preset: its rounds train their candidates, so the run
+    stays small while it is held (the lossgen preset's rounds sample ~300 candidates/s, and a run
+    of 100,000 of them makes the report below slow)."""
+    run = tmp_path / "run"
+
+    def paper_search(rounds):
+        return runner.invoke(app, ["search", "--max-rounds", str(rounds), "--run-dir", str(run), "--preset", "paper"])
+
     log = tmp_path / "holder.log"
     env = {**os.environ, "LOSSGEN_CACHE_DIR": os.environ["LOSSGEN_CACHE_DIR"]}
     code = "import sys; from lossgen.cli import app; sys.argv[0] = 'lossgen'; app()"
     with open(log, "wb") as out:
         holder = subprocess.Popen([sys.executable, "-c", code, "search", "--budget", "1000000", "--max-rounds",
-                                   "1000000", "--run-dir", str(run)], stdout=out, stderr=subprocess.STDOUT, env=env)
+                                   "1000000", "--run-dir", str(run), "--preset", "paper"], stdout=out,
+                                  stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and holder.poll() is None:
@@ -316,7 +325,7 @@ def test_a_second_process_is_told_who_holds_the_run(tmp_path, run):
                 break
             time.sleep(0.1)
         assert holder.poll() is None, log.read_text()
-        line = assert_user_error(search(run, 3), f"run directory {run} is in use by pid {holder.pid}",
+        line = assert_user_error(paper_search(3), f"run directory {run} is in use by pid {holder.pid}",
                                  "lossgen search --budget 1000000")
         assert " since " in line
         assert_user_error(invoke("check", run), f"in use by pid {holder.pid}")
@@ -327,7 +336,7 @@ def test_a_second_process_is_told_who_holds_the_run(tmp_path, run):
     assert holder.returncode == 130, log.read_text()
     assert "Traceback" not in log.read_text()
     done = len(rows(run)[1])
-    result = search(run, done + 1)  # the lock went with its holder; the run resumes
+    result = paper_search(done + 1)  # the lock went with its holder; the run resumes
     assert result.exit_code == 0, result.output
     assert rows(run)[1] == list(range(done + 1))
 
