@@ -35,9 +35,12 @@ def batch_loss(spec: LossSpec, scores: torch.Tensor, labels: torch.Tensor) -> to
     return named_loss_torch(spec.kind, scores, labels, spec.eps).mean()
 
 
-def train_torch_mf(model: TorchBiasedMF, spec: LossSpec, users, items, labels, batch_size: int, lr: float,
-                   l2: float) -> float:
-    """SGD over the examples in the given order in mini-batches; returns the mean loss."""
+def train_torch(model: nn.Module, spec: LossSpec, users, items, labels, batch_size: int, lr: float,
+                l2: float) -> float:
+    """SGD over the examples in the given order in mini-batches, in training mode (the plain
+    PyTorch MF and MLP of the benches: any module mapping (users, items) to scores); returns the
+    mean loss."""
+    model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=l2)
     total = 0.0
     for start in range(0, users.shape[0], batch_size):

@@ -9,8 +9,6 @@ from torch import nn
 
 from lossgen.models.mf import INIT_STD
 from lossgen.models.mlp import DROPOUT, HIDDEN
-from lossgen.training.losses import LossSpec
-from torch_mf import batch_loss
 
 
 class TorchMLP(nn.Module):
@@ -42,19 +40,3 @@ class TorchMLP(nn.Module):
         """Pre-sigmoid scores."""
         x = torch.cat([self.user_emb(users), self.item_emb(items)], dim=1)
         return self.layers(x).squeeze(-1)
-
-
-def train_torch_mlp(model: TorchMLP, spec: LossSpec, users, items, labels, batch_size: int, lr: float,
-                    l2: float) -> float:
-    """SGD over the examples in the given order in mini-batches (training mode); returns the mean loss."""
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=l2)
-    total = 0.0
-    for start in range(0, users.shape[0], batch_size):
-        sl = slice(start, start + batch_size)
-        optimizer.zero_grad()
-        loss = batch_loss(spec, model(users[sl], items[sl]), labels[sl])
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * (min(start + batch_size, users.shape[0]) - start)
-    return total / users.shape[0]

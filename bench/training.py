@@ -32,8 +32,8 @@ from lossgen.training.losses import from_program, named
 from lossgen.training.metrics import auc
 from lossgen.models.mf import LossTable, MFPopulation
 from lossgen.models.mlp import MLPPopulation
-from torch_mf import TorchBiasedMF, train_torch_mf
-from torch_mlp import TorchMLP, train_torch_mlp
+from torch_mf import TorchBiasedMF, train_torch
+from torch_mlp import TorchMLP
 from lossgen.training.trainer import TrainConfig, train_epoch
 
 LOSSES = [named("BCE"), named("MSE"), named("MaxR", 1e-3), from_program(parse("max(y_hat, y) * (1 / (y_hat + 1))"))]
@@ -101,10 +101,10 @@ def baseline_rate(data, candidates: int, model_name: str = "mf") -> float:
                 config.lr, config.l2)
         if model_name == "mf":
             model = TorchBiasedMF(data.n_users, data.n_items, seed=k)
-            train_torch_mf(model, *args)
+            train_torch(model, *args)
         else:
             model = TorchMLP(data.n_users, data.n_items, seed=k)
-            train_torch_mlp(model, *args)
+            train_torch(model, *args)
             model.eval()
         with torch.no_grad():
             auc(torch.sigmoid(model(val.users, val.items)), val.labels)

@@ -457,11 +457,7 @@ class MLPPopulation:
             w = table.index_select(1, uniq)
             if l2:
                 grad.add_(w, alpha=l2)
-            m_old, v_old = m.index_select(1, uniq), v.index_select(1, uniq)
-            m_new = (grad - m_old).mul_(1 - b1).add_(m_old)
-            v_new = (grad * grad).sub_(v_old).mul_(1 - b2).add_(v_old)
-            m.index_copy_(1, uniq, m_new)
-            v.index_copy_(1, uniq, v_new)
+            m_new, v_new = _adam_moments(m, v, 1, uniq, grad, b1, b2)
             table.index_copy_(1, uniq, w - step_size * (m_new / v_new.sqrt().add_(eps)))
 
     def _adam_own_rows(self, name, ids, g, l2, b1, b2, eps, step_size) -> None:
@@ -478,11 +474,7 @@ class MLPPopulation:
         w = table.index_select(0, uniq)
         if l2:
             grad.add_(w, alpha=l2)
-        m_old, v_old = m.index_select(0, uniq), v.index_select(0, uniq)
-        m_new = (grad - m_old).mul_(1 - b1).add_(m_old)
-        v_new = (grad * grad).sub_(v_old).mul_(1 - b2).add_(v_old)
-        m.index_copy_(0, uniq, m_new)
-        v.index_copy_(0, uniq, v_new)
+        m_new, v_new = _adam_moments(m, v, 0, uniq, grad, b1, b2)
         if t[name].transpose(0, 1).is_contiguous():
             candidate = uniq % k
         else:
@@ -522,3 +514,15 @@ class MLPPopulation:
         live in the state)."""
         tensors = {n: t.clone() for n, t in state.items()}
         return MLPPopulation(tensors, seeds, tensors["user_emb"].shape[2], fused)
+
+
+def _adam_moments(m: torch.Tensor, v: torch.Tensor, dim: int, rows: torch.Tensor, grad: torch.Tensor, b1: float,
+                  b2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lazy Adam's moments on `rows` (along `dim`) of m and v: updated in place with `grad` and
+    returned, for the shared-batch and the own-rows paths alike."""
+    m_old, v_old = m.index_select(dim, rows), v.index_select(dim, rows)
+    m_new = (grad - m_old).mul_(1 - b1).add_(m_old)
+    v_new = (grad * grad).sub_(v_old).mul_(1 - b2).add_(v_old)
+    m.index_copy_(dim, rows, m_new)
+    v.index_copy_(dim, rows, v_new)
+    return m_new, v_new

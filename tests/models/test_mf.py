@@ -6,7 +6,7 @@ from lossgen.kernels import reference_values
 from lossgen.ir.programs import batch as batch_programs
 from lossgen.training.losses import NAMED, from_program, named
 from lossgen.models.mf import LossTable, MFPopulation
-from bench.torch_mf import TorchBiasedMF, train_torch_mf
+from bench.torch_mf import TorchBiasedMF, train_torch
 
 U, I, DIM = 30, 40, 8
 
@@ -31,7 +31,7 @@ def test_fused_sgd_equals_plain_pytorch(spec):
     pop = MFPopulation.init(U, I, [3], dim=DIM)
     pop_loss = pop.train_steps(LossTable.build([spec]), users, items, labels, 32, lr, l2)
     ref = TorchBiasedMF(U, I, DIM, seed=3)
-    ref_loss = train_torch_mf(ref, spec, users, items, labels, 32, lr, l2)
+    ref_loss = train_torch(ref, spec, users, items, labels, 32, lr, l2)
     assert float(pop_loss[0]) == pytest.approx(ref_loss, rel=1e-4, abs=1e-6)
     got = pop.true_parameters()
     torch.testing.assert_close(got["user_emb"][0], ref.user_emb.detach(), rtol=1e-4, atol=1e-6)
