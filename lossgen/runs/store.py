@@ -478,25 +478,27 @@ class RunStore:
 
     def set_phase2(self, rates: dict[str, float], strict: dict[str, float | None] | None = None) -> None:
         """Phase II rates (and the strict measures, when checked strictly: None clears them) in one transaction."""
-        extra = [] if strict is None else [("UPDATE candidates SET phase2_strict = ? WHERE id = ?", (v, k))
-                                           for k, v in strict.items()]
+        extra = [] if strict is None else [("UPDATE candidates SET phase2_strict = ? WHERE id = ?",
+                                            [(v, k) for k, v in strict.items()])]
         self._update_many("phase2_rate", rates, extra)
 
     def set_phase3(self, results: dict[str, dict], meta: Any = None) -> None:
         """Phase III results per candidate and, when given, the run's summary (meta `phase3`), in
         one transaction: an interrupted write leaves neither."""
-        extra = [] if meta is None else [("INSERT OR REPLACE INTO meta VALUES ('phase3', ?)", (json.dumps(meta),))]
+        extra = [] if meta is None else [("INSERT OR REPLACE INTO meta VALUES ('phase3', ?)", [(json.dumps(meta),)])]
         self._update_many("phase3", {k: json.dumps(v) for k, v in results.items()}, extra)
 
-    def _update_many(self, column: str, values: dict[str, Any], extra: list[tuple[str, tuple]] = ()) -> None:
+    def _update_many(self, column: str, values: dict[str, Any], extra: list[tuple[str, list[tuple]]] = ()) -> None:
+        """`column` of the candidates in `values` (id -> value), and each (statement, rows) of `extra`
+        run over its rows, in one transaction."""
         self._writable()
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 self.db.executemany(f"UPDATE candidates SET {column} = ? WHERE id = ?",
                                     [(v, k) for k, v in values.items()])
-                for sql, params in extra:
-                    self.db.execute(sql, params)
+                for sql, rows in extra:
+                    self.db.executemany(sql, rows)
                 self.db.execute("COMMIT")
             except BaseException:
                 _rollback(self.db)
