@@ -19,10 +19,7 @@ import torch
 
 from lossgen import kernels
 from lossgen.ir.programs import Program, batch
-
-# The fingerprint's probe grid: y_hat at 33 points of (0, 1), y in {0, 1}.
-PROBE_Y_HAT = torch.linspace(0.01, 0.99, 33).repeat(2)
-PROBE_Y = torch.cat([torch.zeros(33), torch.ones(33)])
+from lossgen.training.equivalence import PROBE_Y, PROBE_Y_HAT  # the fingerprint's probe grid
 
 
 def fingerprints(grads: torch.Tensor) -> list[str]:

@@ -28,8 +28,10 @@ from typing import Any, Callable, Optional
 
 from lossgen.reports.markdown import cell as _cell, code as _code, is_number as _is_number, num as _num, table as _table
 from lossgen.reports.plots import figure as _figure, integer_ticks as _integer_ticks, png as _png
+from lossgen.ir.programs import Program
 from lossgen.runs import CandidateRecord, RunSnapshot, RunStore
-from lossgen.runs.records import COLUMNS
+from lossgen.runs.records import COLUMNS, all_passing
+from lossgen.training.equivalence import CLOSE, match_named
 from lossgen.util.atomic import check_writable_dir, write_bytes_atomic, write_text_atomic
 
 METRIC_NAMES = {"auc": "AUC", "rmse": "RMSE"}
@@ -110,6 +112,103 @@ def elapsed(run: RunData) -> Optional[float]:
         if _is_number(r.get("elapsed")):
             return float(r.get("elapsed"))
     return None
+
+
+# ---------------------------------------------------------------------------------------- Table 8
+
+WORKS, DOES_NOT, DROPPED, NOT_SELECTED = "works", "does not work", "dropped by the race", "not selected"
+VERDICT_ORDER = (WORKS, DOES_NOT, DROPPED, NOT_SELECTED)
+
+
+def race_summary(run: RunData) -> dict[str, dict]:
+    """Per candidate that raced in Phase III: its best racer's validation and epsilon, the most
+    epochs any of its racers trained, and its fate (survived, dropped, diverged)."""
+    race = (run.phase3 or {}).get("race")
+    out: dict[str, dict] = {}
+    if not isinstance(race, list):
+        return out
+    sign = -1.0 if run.metric in LOWER_IS_BETTER else 1.0
+    for row in race:
+        if not isinstance(row, dict) or not isinstance(row.get("name"), str):
+            continue
+        entry = out.setdefault(row["name"], {"validation": None, "eps": None, "epochs": 0, "survived": False,
+                                             "diverged": True})
+        value = row.get("validation")
+        if _is_number(value) and (entry["validation"] is None or sign * value > sign * entry["validation"]):
+            entry["validation"], entry["eps"] = float(value), row.get("eps")
+        entry["epochs"] = max(entry["epochs"], int(row["epochs"]) if _is_number(row.get("epochs")) else 0)
+        groups = row.get("groups") if isinstance(row.get("groups"), dict) else {}
+        entry["survived"] |= "survived" in groups.values()
+        entry["diverged"] &= bool(row.get("diverged"))
+    return out
+
+
+def phase2_survivors(run: RunData) -> list[dict]:
+    """The paper's Table 8 for one run: every distinct candidate that passed Phase II, with its
+    Phase III numbers and whether it works. The split is decided on validation only: a candidate
+    trained to convergence `works` when its Phase III validation metric beats the reference
+    baseline's (the baseline best on validation), else `does not work`; a candidate the race
+    dropped before convergence, or one the `top` selection did not take, has no converged
+    validation (`dropped by the race`, `not selected`). Test numbers are shown, never used.
+    Each row also names the handcrafted or paper loss the program equals (`=`, or a multiple of
+    it) or is close to (`≈`, within 5%), judged by its derivative (`lossgen.training.equivalence`)."""
+    if run.phase2 is None:
+        return []
+    budget = (run.phase3 or {}).get("budget")
+    passing = all_passing(run.candidates, run.threshold, int(budget) if _is_number(budget) else None)
+    results = {r.get("candidate"): r for r in phase3_results(run) if r.get("candidate") is not None}
+    reference_name = (run.phase3 or {}).get("reference")
+    reference = next((r for r in phase3_results(run) if r.get("name") == reference_name), None)
+    ref_val = reference.get("validation") if reference and _is_number(reference.get("validation")) else None
+    sign = -1.0 if run.metric in LOWER_IS_BETTER else 1.0
+    raced = race_summary(run)
+    clamp = run.config.get("clamp", "paper")
+    rows = []
+    for c in passing:
+        p3, r = results.get(c.id), raced.get(c.id)
+        if p3 is not None and _is_number(p3.get("validation")):
+            better = ref_val is None or sign * float(p3["validation"]) > sign * float(ref_val)
+            verdict = WORKS if better else DOES_NOT
+        else:
+            verdict = DROPPED if r is not None else NOT_SELECTED
+        eps = p3.get("eps") if p3 is not None else (r["eps"] if r is not None else c.eps)
+        match = match_named(Program(c.program), clamp, eps, rtol=CLOSE)
+        rows.append({"candidate": c.id, "formula": p3.get("formula") if p3 is not None else c.formula,
+                     "named": match.label() if match is not None else None, "phase2_rate": c.phase2_rate,
+                     "reward": c.reward, "race": r, "validation": p3.get("validation") if p3 else None,
+                     "test_mean": p3.get("test_mean") if p3 else None, "test_std": p3.get("test_std") if p3 else None,
+                     "verdict": verdict})
+    def key(row):
+        value = row["validation"] if row["validation"] is not None else (row["race"] or {}).get("validation")
+        return (VERDICT_ORDER.index(row["verdict"]), -sign * value if _is_number(value) else math.inf)
+    return sorted(rows, key=key)
+
+
+def _survivors_section(run: RunData) -> list[str]:
+    rows = phase2_survivors(run)
+    lines = ["## Table 8: every candidate that passed Phase II", ""]
+    if not rows:
+        return lines + ["No candidate passed Phase II.", ""]
+    label = metric_label(run)
+    reference = (run.phase3 or {}).get("reference")
+    counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in VERDICT_ORDER}
+    lines.append(f"{len(rows)} distinct candidates passed Phase II: "
+                 + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ". "
+                 + (f"A candidate works when its Phase III validation {label} beats {reference}'s, the baseline "
+                    "best on validation; test numbers are shown, not used." if reference else
+                    "No baseline was trained next to them, so nothing is judged."))
+    lines.append("")
+    head = ["verdict", "candidate", "formula", "named loss", "Phase II rate", "reward", f"race validation {label}",
+            "race epochs", f"validation {label}", f"test {label}"]
+    body = []
+    for r in rows:
+        race = r["race"] or {}
+        fate = ("survived" if race.get("survived") else "diverged" if race.get("diverged") else "dropped") if race else ""
+        body.append([r["verdict"], _code(r["candidate"]), _code(r["formula"]), _cell(r["named"] or ""),
+                     _num(r["phase2_rate"], 3), _num(r["reward"]), _num(race.get("validation")),
+                     f"{race.get('epochs', '')} ({fate})" if race else "", _num(r["validation"]),
+                     f"{_num(r['test_mean'])} ± {_num(r['test_std'])}" if r["test_mean"] is not None else "–"])
+    return lines + _table(head, body) + [""]
 
 
 # ---------------------------------------------------------------------------------------- plots
@@ -338,6 +437,9 @@ def markdown(run: RunData, top: int = 10, written: Optional[dict[str, bool]] = N
         if run.phase3.get("reference"):
             lines += ["", f"Reference baseline: {_cell(run.phase3['reference'])}."]
         lines.append("")
+
+    if run.phase3 is not None:
+        lines += _survivors_section(run)
 
     drawn = [name for name in PLOTS if written.get(name)]
     if drawn:

@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lossgen.cli import app
-from lossgen.reports.run import load_run, write_report
+from lossgen.ir.formula import parse
+from lossgen.reports.run import load_run, phase2_survivors, write_report
 from lossgen.runs import CandidateRecord, RunSnapshot, RunStore
 
 CONFIG = {"dataset": "synthetic", "model": "mf", "task": "classification", "clamp": "paper", "strategy": "rl",
@@ -24,12 +25,12 @@ ROUNDS = [
     [("i", "fi", "passed", 0.042, None, 0.20), ("j", "fe", "duplicate", 0.050, "e", 0.99),
      ("k", "fk", "passed", -0.001, None, 0.93), ("l", "fl", "zero-gradient", None, None, None)],
 ]
-FORMULAS = {"fa": "y_hat + y", "fb": "y_hat * 0", "fc": "max(y_hat, y)", "fe": "(y_hat - y)^2",
+FORMULAS = {"fa": "y_hat + y", "fb": "y_hat - y_hat", "fc": "max(y_hat, y)", "fe": "(y_hat - y)^2",
             "ff": "log(y_hat + 1)", "fi": "min(y_hat, y) * y", "fk": "1 / (y_hat + 1)", "fl": "y - y"}
 
 
-def make_run(path, rounds=ROUNDS, phases=True):
-    store = RunStore.open_or_create(path, CONFIG)
+def make_run(path, rounds=ROUNDS, phases=True, config=CONFIG):
+    store = RunStore.open_or_create(path, config)
     store.set_meta("initial", {"validation": 0.70, "train_metric": 0.72})
     evaluation, totals, best = 0, dict.fromkeys(("sampled", "evaluated", "zero_gradient", "duplicates"), 0), None
     for r, entries in enumerate(rounds):
@@ -37,7 +38,8 @@ def make_run(path, rounds=ROUNDS, phases=True):
         for cid, fp, proxy, reward, dup, _ in entries:
             evaluated = proxy == "passed"
             evaluation += evaluated
-            cands.append(CandidateRecord(id=cid, round=r, program=[[0, 0, 1]], formula=FORMULAS[fp], fingerprint=fp,
+            cands.append(CandidateRecord(id=cid, round=r, program=parse(FORMULAS[fp]).steps, formula=FORMULAS[fp],
+                                         fingerprint=fp,
                                          strategy="rl", state=proxy, duplicate_of=dup, reward=reward,
                                          accepted=cid == "e", evaluation=evaluation if evaluated else None,
                                          validation=0.7 + reward if evaluated else None, train_loss=0.5))
@@ -230,3 +232,62 @@ def test_load_run_is_a_snapshot_of_records(tmp_path):
     # evaluated: every evaluation in order; distinct: the first evaluation of each fingerprint
     assert [c.id for c in run.evaluated()] == list("acefhik")
     assert [c.id for c in run.distinct_evaluated()] == list("acefik")
+
+
+def test_table_8_lists_every_phase_two_survivor_with_its_verdict(tmp_path):
+    # the symmetric clamp: there (y_hat - y)^2 is MSE (the paper's clamp changes it at y = 1)
+    run = make_run(tmp_path / "run", config={**CONFIG, "clamp": "symmetric"})
+    store = RunStore.open_existing(run)
+    race = [{"name": "e", "eps": None, "epochs": 45, "validation": 0.79, "diverged": False, "groups": {"run": "survived"}},
+            {"name": "f", "eps": 0.1, "epochs": 45, "validation": 0.78, "diverged": False, "groups": {"run": "survived"}},
+            {"name": "f", "eps": 0.01, "epochs": 15, "validation": 0.77, "diverged": False, "groups": {"run": 15}},
+            {"name": "a", "eps": None, "epochs": 15, "validation": 0.75, "diverged": False, "groups": {"run": 15}}]
+    meta = store.get_meta("phase3")
+    meta["results"].append({"name": "f", "candidate": "f", "formula": "log(y_hat + 1) with e = 0.1", "eps": 0.1,
+                            "validation": 0.79, "test_mean": 0.801, "test_std": 0.002, "epochs": [40, 41]})
+    store.set_meta("phase3", {**meta, "race": race, "selection": "race"})
+    store.close()
+
+    rows = phase2_survivors(load_run(run))
+    # passing (rate >= 0.9), distinct: a, e, f, k; c and i fail Phase II
+    assert [(r["candidate"], r["verdict"]) for r in rows] == [
+        ("e", "works"), ("f", "does not work"), ("a", "dropped by the race"), ("k", "not selected")]
+    e, f, a, k = rows
+    assert e["named"] == "= MSE" and f["named"] is None and a["named"] is None
+    assert e["validation"] == 0.81 and e["test_mean"] == 0.8123 and k["test_mean"] is None
+    assert f["race"]["validation"] == 0.78 and f["race"]["eps"] == 0.1 and f["race"]["epochs"] == 45
+    assert a["race"] == {"validation": 0.75, "eps": None, "epochs": 15, "survived": False, "diverged": False}
+    assert k["race"] is None and k["formula"] == "1 / (y_hat + 1)"
+
+    write_report(run)
+    md = (run / "report" / "report.md").read_text()
+    assert "4 distinct candidates passed Phase II: 1 works, 1 does not work, 1 dropped by the race, 1 not selected." in md
+    assert "beats BCE's, the baseline best on validation" in md
+    table = table_rows(md, "| verdict |")
+    assert [r[0] for r in table] == ["works", "does not work", "dropped by the race", "not selected"]
+    assert table[0][3] == "= MSE" and table[0][6:] == ["0.7900", "45 (survived)", "0.8100", "0.8123 ± 0.0040"]
+    assert table[2][6:] == ["0.7500", "15 (dropped)", "–", "–"]
+    assert table[3][6:] == ["–", "", "–", "–"]
+
+
+def test_table_8_for_a_regression_run_ranks_lower_rmse_first(tmp_path):
+    run = make_run(tmp_path / "run")
+    store = RunStore.open_existing(run)
+    store.set_meta("phase3", {"metric": "rmse", "reference": "MSE", "results": [
+        {"name": "MSE", "candidate": None, "validation": 0.46, "test_mean": 0.45, "test_std": 0.0},
+        {"name": "e", "candidate": "e", "formula": "(y_hat - y)^2", "validation": 0.47, "test_mean": 0.46},
+        {"name": "f", "candidate": "f", "formula": "log(y_hat + 1)", "validation": 0.44, "test_mean": 0.43}]})
+    store.close()
+    snapshot = load_run(run)
+    snapshot = RunSnapshot(snapshot.path, {**snapshot.config, "task": "regression"}, (), snapshot.candidates,
+                           snapshot.meta)
+    rows = phase2_survivors(snapshot)
+    assert [(r["candidate"], r["verdict"]) for r in rows] == [
+        ("f", "works"), ("e", "does not work"), ("a", "not selected"), ("k", "not selected")]
+
+
+def test_no_table_8_before_phase_three(tmp_path):
+    run = make_run(tmp_path / "run", phases=False)
+    assert phase2_survivors(load_run(run)) == []
+    write_report(run)
+    assert "Table 8" not in (run / "report" / "report.md").read_text()
