@@ -11,6 +11,8 @@ atomically; nothing is written anywhere when the directory is not a lossgen run.
     positive_rates.png  Phase II positive rates of the distinct evaluated candidates (once Phase II ran)
     rewards.png         reward per evaluation, with the best so far
     candidates.csv      every candidate row
+    survivors.csv       the paper's Table 8 (after Phase III): every Phase II survivor, its race and
+                        Phase III numbers, the named loss it equals, and its verdict
     report.md           the summary, the top candidates, Phase II/III results and the plot links
 
 Only data from the run appears in the output (no clock, no host), so the same run gives the same
@@ -184,6 +186,29 @@ def phase2_survivors(run: RunData) -> list[dict]:
     return sorted(rows, key=key)
 
 
+SURVIVOR_COLUMNS = ("verdict", "candidate", "formula", "named", "phase2_rate", "reward", "race_validation",
+                    "race_eps", "race_epochs", "race_fate", "validation", "test_mean", "test_std")
+
+
+def _race_fate(race: dict | None) -> str:
+    if not race:
+        return ""
+    return "survived" if race.get("survived") else "diverged" if race.get("diverged") else "dropped"
+
+
+def survivors_csv(run: RunData) -> str:
+    """`phase2_survivors` as CSV, one row per candidate (empty cells where a number is missing)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SURVIVOR_COLUMNS)
+    for r in phase2_survivors(run):
+        race = r["race"] or {}
+        values = {**r, "race_validation": race.get("validation"), "race_eps": race.get("eps"),
+                  "race_epochs": race.get("epochs"), "race_fate": _race_fate(r["race"])}
+        writer.writerow([_csv_cell(values.get(k)) for k in SURVIVOR_COLUMNS])
+    return buffer.getvalue()
+
+
 def _survivors_section(run: RunData) -> list[str]:
     rows = phase2_survivors(run)
     lines = ["## Table 8: every candidate that passed Phase II", ""]
@@ -203,12 +228,12 @@ def _survivors_section(run: RunData) -> list[str]:
     body = []
     for r in rows:
         race = r["race"] or {}
-        fate = ("survived" if race.get("survived") else "diverged" if race.get("diverged") else "dropped") if race else ""
+        fate = _race_fate(r["race"])
         body.append([r["verdict"], _code(r["candidate"]), _code(r["formula"]), _cell(r["named"] or ""),
                      _num(r["phase2_rate"], 3), _num(r["reward"]), _num(race.get("validation")),
                      f"{race.get('epochs', '')} ({fate})" if race else "", _num(r["validation"]),
                      f"{_num(r['test_mean'])} ± {_num(r['test_std'])}" if r["test_mean"] is not None else "–"])
-    return lines + _table(head, body) + [""]
+    return lines + _table(head, body) + ["", "The same rows: [survivors.csv](survivors.csv)", ""]
 
 
 # ---------------------------------------------------------------------------------------- plots
@@ -467,6 +492,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, top: in
             paths.append(out / name)
     write_text_atomic(out / "candidates.csv", to_csv(run))
     paths.append(out / "candidates.csv")
+    if run.phase3 is not None:
+        write_text_atomic(out / "survivors.csv", survivors_csv(run))
+        paths.append(out / "survivors.csv")
     write_text_atomic(out / "report.md", markdown(run, top, written))
     paths.append(out / "report.md")
     return paths

@@ -81,7 +81,7 @@ def test_full_report_files_numbers_and_order(tmp_path):
     before = sorted(os.listdir(run))
     paths = write_report(run)
     out = run / "report"
-    assert paths == [out / n for n in PLOTS] + [out / "candidates.csv", out / "report.md"]
+    assert paths == [out / n for n in PLOTS] + [out / "candidates.csv", out / "survivors.csv", out / "report.md"]
     for name in PLOTS:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 1000
@@ -268,6 +268,13 @@ def test_table_8_lists_every_phase_two_survivor_with_its_verdict(tmp_path):
     assert table[0][3] == "= MSE" and table[0][6:] == ["0.7900", "45 (survived)", "0.8100", "0.8123 ± 0.0040"]
     assert table[2][6:] == ["0.7500", "15 (dropped)", "–", "–"]
     assert table[3][6:] == ["–", "", "–", "–"]
+    with open(run / "report" / "survivors.csv", newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert [(r["candidate"], r["verdict"], r["race_fate"]) for r in records] == [
+        ("e", "works", "survived"), ("f", "does not work", "survived"), ("a", "dropped by the race", "dropped"),
+        ("k", "not selected", "")]
+    assert records[0]["named"] == "= MSE" and records[0]["test_mean"] == "0.8123" and records[3]["test_mean"] == ""
+    assert records[1]["race_eps"] == "0.1" and records[2]["race_epochs"] == "15"
 
 
 def test_table_8_for_a_regression_run_ranks_lower_rmse_first(tmp_path):
