@@ -10,6 +10,8 @@ ago; the parameters of the best validation epoch are scored on test, once per ru
 
   lossgen      Linear -> BatchNorm -> ReLU -> Dropout, embeddings N(0, 0.01^2), nn.Linear's init
   emb-init-1   embeddings N(0, 1) (nn.Embedding's default)
+  linear-0.01  linear weights and biases N(0, 0.01^2), as the embeddings (a common init of
+               research recommender frameworks, e.g. the one the authors' group publishes)
   relu-bn      Linear -> ReLU -> BatchNorm -> Dropout
   no-bn        Linear -> ReLU -> Dropout
   dropout-emb  dropout 0.2 on the concatenated embeddings too
@@ -20,7 +22,7 @@ so the `lossgen` row also checks the fused MLP's Table 5 numbers independently.
 
     python bench/mlp_ablation.py [--variants lossgen,emb-init-1] [--losses BCE,MaxR] [--seeds 1]
 
-Writes bench/results/mlp_ablation.json and prints test AUC per variant and loss.
+Writes bench/results/mlp_ablation.json (or --out NAME) and prints test AUC per variant and loss.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from lossgen.training.losses import named
 from lossgen.training.metrics import auc
 from torch_mf import train_torch
 
-VARIANTS = ("lossgen", "emb-init-1", "relu-bn", "no-bn", "dropout-emb")
+VARIANTS = ("lossgen", "emb-init-1", "linear-0.01", "relu-bn", "no-bn", "dropout-emb")
 PAPER_MLP = {"MSE": 0.7655, "BCE": 0.7725, "Hinge": 0.7472, "Focal": 0.7629, "MaxR": 0.7747, "SumR": 0.7743,
              "LogMin": 0.7752}
 EPS = {"MaxR": 0.01, "SumR": 0.01, "LogMin": 0.001}  # the epsilons the MLP Table 5 row chose on validation
@@ -63,9 +65,13 @@ class VariantMLP(nn.Module):
         for i in range(3):
             linear = nn.Linear(sizes[i], sizes[i + 1])
             with torch.no_grad():
-                bound = 1.0 / sizes[i] ** 0.5
-                linear.weight.copy_(((torch.rand(sizes[i], sizes[i + 1], generator=gen) * 2 - 1) * bound).T)
-                linear.bias.copy_((torch.rand(sizes[i + 1], generator=gen) * 2 - 1) * bound)
+                if variant == "linear-0.01":
+                    linear.weight.copy_(torch.randn(sizes[i], sizes[i + 1], generator=gen).T * INIT_STD)
+                    linear.bias.copy_(torch.randn(sizes[i + 1], generator=gen) * INIT_STD)
+                else:
+                    bound = 1.0 / sizes[i] ** 0.5
+                    linear.weight.copy_(((torch.rand(sizes[i], sizes[i + 1], generator=gen) * 2 - 1) * bound).T)
+                    linear.bias.copy_((torch.rand(sizes[i + 1], generator=gen) * 2 - 1) * bound)
             layers.append(linear)
             if i < 2:
                 bn = nn.BatchNorm1d(sizes[i + 1])
@@ -118,6 +124,7 @@ def main() -> None:
     parser.add_argument("--losses", default="BCE,MaxR,LogMin")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, default=300)
+    parser.add_argument("--out", default="mlp_ablation.json", help="file name under bench/results")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -146,7 +153,7 @@ def main() -> None:
         print(f"{variant:12s} " + " ".join(f"{m:8.4f}" for m in means) + f"  {sum(means) / len(means):8.4f}")
     paper = [PAPER_MLP.get(loss, float("nan")) for loss in losses]
     print(f"{'paper':12s} " + " ".join(f"{m:8.4f}" for m in paper) + f"  {sum(paper) / len(paper):8.4f}")
-    out = results_path("mlp_ablation.json")
+    out = results_path(args.out)
     out.write_text(json.dumps({"environment": env, "seconds": round(time.perf_counter() - start, 1),
                                "max_epochs": args.max_epochs, "rows": rows, "paper": PAPER_MLP}, indent=1))
     print(f"wrote {out}")
