@@ -140,10 +140,13 @@ def markdown(plan: ComparePlan, measures: dict[str, dict], summary: dict, phase3
                      "best loss", f"test {metric}", versus], rows) + [""]
 
     lines += [f"## Phase III ({phase3['runs']} training runs, {phase3['epochs_trained']:,} run-epochs)", ""]
-    rows = [[e["name"], _code(e["formula"]) if e["kind"] == "candidate" else "", _fmt(e["validation"]),
-             f"{_fmt(e['test_mean'])} ± {_fmt(e['test_std'])}"]
+    rows = [[e["name"], _code(e["formula"]) if e["kind"] == "candidate" else "", e.get("named") or "",
+             _fmt(e["validation"]), f"{_fmt(e['test_mean'])} ± {_fmt(e['test_std'])}"]
             for e in sorted(phase3["results"], key=lambda e: -e["validation"] if metric != "RMSE" else e["validation"])]
-    lines += _table(["loss", "formula", f"validation {metric}", f"test {metric}"], rows) + [""]
+    lines += _table(["loss", "formula", "named loss", f"validation {metric}", f"test {metric}"], rows) + [""]
+    lines += ["Named loss: the handcrafted or paper loss whose derivative the program's equals (`=`, a constant "
+              "apart; `= 2 x MSE`: proportional) or is within 5% of (`≈`) on 0/1 labels "
+              "(lossgen.training.equivalence).", ""]
     lines += ["## Plots", ""] + [f"![{p[:-4]}]({p})" for p in PLOTS] + [""]
     return "\n".join(lines)
 

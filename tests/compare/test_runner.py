@@ -54,6 +54,10 @@ def test_a_small_comparison_writes_every_output(finished):
     for heading in ("Paired tests between strategies", "Best loss against the best baseline", "Proxy fidelity",
                     "## Runs", "## Phase III", "lossgen compare ..."):
         assert heading in md
+    assert "| loss | formula | named loss |" in md
+    candidates = [e for e in result["phase3"]["results"] if e["kind"] == "candidate"]
+    assert candidates and all("named" in e for e in candidates)
+    assert all(e["named"] is None for e in result["phase3"]["results"] if e["kind"] == "baseline")
     summary = result["summary"]
     assert set(summary["per_strategy"]) == {"rl", "random"}
     assert summary["reference"] in ("BCE", "MSE")
