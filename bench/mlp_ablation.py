@@ -6,7 +6,8 @@ norm, dropout 0.2 and ReLU, but not the initialisation, where batch norm and dro
 to ReLU, or whether dropout also applies to the embeddings. Each variant below changes one of them
 from lossgen's choice and trains the paper's protocol (SGD lr 0.01, batch 128, dense weight decay
 1e-4, the paper's early stop: validation AUC worse 10 epochs in a row or best more than 50 epochs
-ago; the parameters of the best validation epoch are scored on test, once per run):
+ago, or with --early-stop official the authors' code's rule; the parameters of the best validation
+epoch are scored on test, once per run):
 
   lossgen      Linear -> BatchNorm -> ReLU -> Dropout, embeddings N(0, 0.01^2), nn.Linear's init
   emb-init-1   embeddings N(0, 1) (nn.Embedding's default)
@@ -15,6 +16,11 @@ ago; the parameters of the best validation epoch are scored on test, once per ru
   relu-bn      Linear -> ReLU -> BatchNorm -> Dropout
   no-bn        Linear -> ReLU -> Dropout
   dropout-emb  dropout 0.2 on the concatenated embeddings too
+  authors-code what the authors' released code does beyond the paper's text: embeddings N(0, 1)
+               (nn.Embedding's default; the code sets no init), 1e-4 * (sum of squares of every
+               parameter) added to the loss on top of SGD's weight_decay 1e-4 (for plain SGD
+               exactly a weight decay of 3e-4 on every parameter, every step), and every gradient
+               clipped to +-50 by value; the layers are Linear -> BatchNorm -> ReLU -> Dropout
 
 The models are plain PyTorch modules (bench/torch_mlp.py's layers, built per variant), one run per
 (variant, loss, seed) on one thread: slow (about 1.5 s per epoch) but free of any lossgen kernel,
@@ -41,9 +47,11 @@ from lossgen.models.mf import INIT_STD
 from lossgen.models.mlp import DROPOUT, HIDDEN
 from lossgen.training.losses import named
 from lossgen.training.metrics import auc
-from torch_mf import train_torch
+from torch_mf import batch_loss, train_torch
 
-VARIANTS = ("lossgen", "emb-init-1", "linear-0.01", "relu-bn", "no-bn", "dropout-emb")
+VARIANTS = ("lossgen", "emb-init-1", "linear-0.01", "relu-bn", "no-bn", "dropout-emb", "authors-code")
+L2 = {"authors-code": 3e-4}  # the weight decay per variant (default 1e-4)
+CLIP = {"authors-code": 50.0}  # gradient clipping by value per variant (default none)
 PAPER_MLP = {"MSE": 0.7655, "BCE": 0.7725, "Hinge": 0.7472, "Focal": 0.7629, "MaxR": 0.7747, "SumR": 0.7743,
              "LogMin": 0.7752}
 EPS = {"MaxR": 0.01, "SumR": 0.01, "LogMin": 0.001}  # the epsilons the MLP Table 5 row chose on validation
@@ -53,7 +61,7 @@ class VariantMLP(nn.Module):
     def __init__(self, variant: str, num_users: int, num_items: int, dim: int = 64, seed: int = 0):
         super().__init__()
         gen = torch.Generator().manual_seed(int(seed))
-        std = 1.0 if variant == "emb-init-1" else INIT_STD
+        std = 1.0 if variant in ("emb-init-1", "authors-code") else INIT_STD
         self.user_emb = nn.Embedding(num_users, dim)
         self.item_emb = nn.Embedding(num_items, dim)
         with torch.no_grad():
@@ -95,22 +103,49 @@ def scores(model: nn.Module, split) -> torch.Tensor:
         return model(split.users, split.items)
 
 
-def run(data, test, variant: str, loss: str, seed: int, max_epochs: int) -> dict:
+def train_clipped(model: nn.Module, spec, users, items, labels, batch_size: int, lr: float, l2: float,
+                  clip: float) -> None:
+    """train_torch's SGD epoch with every gradient clipped to +-clip by value before each step."""
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=l2)
+    for start in range(0, users.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        optimizer.zero_grad()
+        batch_loss(spec, model(users[sl], items[sl]), labels[sl]).backward()
+        torch.nn.utils.clip_grad_value_(model.parameters(), clip)
+        optimizer.step()
+
+
+def stop(history: list[float], best_epoch: int, rule: str) -> bool:
+    """The paper's early stop (10 worse epochs in a row, or best more than 50 epochs ago) or the
+    authors' code's (only after 100 epochs: 10 worse in a row; best more than 100 epochs ago)."""
+    epoch = len(history)
+    worse = len(history) > 10 and all(history[i] < history[i - 1] for i in range(epoch - 10, epoch))
+    if rule == "official":
+        return (epoch > 100 and worse) or epoch - best_epoch > 100
+    return worse or epoch - best_epoch > 50
+
+
+def run(data, test, variant: str, loss: str, seed: int, max_epochs: int, rule: str = "paper") -> dict:
     torch.manual_seed(seed)  # torch's dropout masks
     model = VariantMLP(variant, data.n_users, data.n_items, seed=seed)
     spec = named(loss, EPS.get(loss, 1e-6))
     order = torch.Generator().manual_seed(1000 + seed)
     train = data.train
-    best, best_epoch, best_state, worse, last = -1.0, 0, None, 0, None
+    best, best_epoch, best_state, history = -1.0, 0, None, []
+    l2 = L2.get(variant, 1e-4)
     for epoch in range(1, max_epochs + 1):
         perm = torch.randperm(len(train), generator=order)
-        train_torch(model, spec, train.users[perm], train.items[perm], train.labels[perm], 128, 0.01, 1e-4)
+        users, items, labels = train.users[perm], train.items[perm], train.labels[perm]
+        if variant in CLIP:
+            train_clipped(model, spec, users, items, labels, 128, 0.01, l2, CLIP[variant])
+        else:
+            train_torch(model, spec, users, items, labels, 128, 0.01, l2)
         value = float(auc(scores(model, data.validation), data.validation.labels))
+        history.append(value)
         if value > best:
             best, best_epoch, best_state = value, epoch, copy.deepcopy(model.state_dict())
-        worse = worse + 1 if last is not None and value < last else 0
-        last = value
-        if worse >= 10 or epoch - best_epoch > 50:
+        if stop(history, best_epoch, rule):
             break
     model.load_state_dict(best_state)
     return {"variant": variant, "loss": loss, "seed": seed, "validation": best, "best_epoch": best_epoch,
@@ -124,6 +159,7 @@ def main() -> None:
     parser.add_argument("--losses", default="BCE,MaxR,LogMin")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, default=300)
+    parser.add_argument("--early-stop", choices=("paper", "official"), default="paper")
     parser.add_argument("--out", default="mlp_ablation.json", help="file name under bench/results")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
@@ -140,7 +176,7 @@ def main() -> None:
         for loss in losses:
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
-                r = run(data, test, variant, loss, seed, args.max_epochs)
+                r = run(data, test, variant, loss, seed, args.max_epochs, args.early_stop)
                 r["seconds"] = round(time.perf_counter() - t0, 1)
                 rows.append(r)
                 print(f"{variant:12s} {loss:7s} seed {seed}: validation {r['validation']:.4f} test {r['test_auc']:.4f} "
@@ -155,7 +191,7 @@ def main() -> None:
     print(f"{'paper':12s} " + " ".join(f"{m:8.4f}" for m in paper) + f"  {sum(paper) / len(paper):8.4f}")
     out = results_path(args.out)
     out.write_text(json.dumps({"environment": env, "seconds": round(time.perf_counter() - start, 1),
-                               "max_epochs": args.max_epochs, "rows": rows, "paper": PAPER_MLP}, indent=1))
+                               "max_epochs": args.max_epochs, "early_stop": args.early_stop, "rows": rows, "paper": PAPER_MLP}, indent=1))
     print(f"wrote {out}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -15,6 +16,7 @@ from lossgen.cli.common import (EXECUTOR_HELP, RAY_ADDRESS_HELP, WORKERS_HELP, P
                                  executor_settings, fail, open_run)
 from lossgen.data import load
 from lossgen.ir.formula import parse_loss
+from lossgen.models.mf import INIT_STD
 from lossgen.phases.effectiveness import EPSILON_GRID, EffectivenessConfig, run_effectiveness
 from lossgen.phases.executor import ExecutorError, ExecutorSettings, ray_session
 from lossgen.phases.runs import evaluate_run
@@ -120,6 +122,8 @@ def evaluate(
     max_epochs: int = typer.Option(Phase3Settings.max_epochs, help="Epoch cap per run (early stopping usually ends sooner)."),
     early_stop: str = typer.Option(Phase3Settings.early_stop, "--early-stop", help="Early-stop rules: paper (from epoch 1: 10 worse epochs in a row, or best > 50 epochs ago) or official (the authors' code: only after 100 epochs, staleness 100)."),
     optimizer: str = typer.Option("sgd", help="sgd (the paper's) or adam (lazy Adam on embedding rows)."),
+    l2: float = typer.Option(TrainConfig.l2, help="Weight decay of every parameter (PyTorch's weight_decay). The authors' code adds 1e-4 x the sum of squares of every parameter to the loss on top of weight_decay 1e-4: 3e-4 here."),
+    init_std: float = typer.Option(INIT_STD, "--init-std", help="Standard deviation of the initial user and item embeddings. The authors' code leaves nn.Embedding's N(0, 1): 1 here."),
     device: str = typer.Option("cpu", help="Device; the fused MF trainer runs on cpu."),
     out: Optional[Path] = typer.Option(None, help="Directory for effectiveness.{md,csv,json}."),
     fmt: str = typer.Option("table", "--format", help="What to print: table, csv or json."),
@@ -139,9 +143,14 @@ def evaluate(
         fail(f"unknown --task {task!r}; choose classification or regression")
     if seeds < 1 or max_epochs < 1:
         fail("--seeds and --max-epochs must be at least 1")
+    if not (math.isfinite(init_std) and init_std > 0):
+        fail(f"--init-std must be a number > 0, got {init_std}")
     if run is not None:
         if loss:
             fail("--loss formulas cannot be added to a run's evaluation; run `lossgen evaluate` without a run")
+        if l2 != TrainConfig.l2 or init_std != INIT_STD:
+            fail("--l2 and --init-std apply to losses evaluated on their own; a run's Phase III trains with the "
+                 "run's settings")
         if top < 1:
             fail("--top must be at least 1")
         store = open_run(run)
@@ -179,10 +188,11 @@ def evaluate(
     if not specs:
         fail("no losses given (--losses or --loss)")
     try:
-        train = TrainConfig(optimizer=optimizer)
+        train = TrainConfig(optimizer=optimizer, l2=l2)
     except ValueError as err:
         fail(str(err))
-    config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task, model=model, train=train)
+    config = EffectivenessConfig(seeds=tuple(range(seeds)), max_epochs=max_epochs, task=task, model=model, train=train,
+                                 init_std=init_std)
     try:
         config = config.with_early_stop(early_stop)
     except ValueError as err:
@@ -206,7 +216,8 @@ def evaluate(
                       "finishes)", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     seconds = time.perf_counter() - start
-    extra = {"dataset": data.name, "model": model, "seeds": seeds, "seconds": seconds}
+    extra = {"dataset": data.name, "model": model, "seeds": seeds, "seconds": seconds, "max_epochs": max_epochs,
+             "early_stop": early_stop, "optimizer": optimizer, "l2": l2, "init_std": init_std}
     if fmt == "json":
         console.print_json(report.to_json(result, extra))
     elif fmt == "csv":

@@ -34,6 +34,7 @@ from lossgen.reports import effectiveness as report
 from lossgen.util.atomic import write_text_atomic
 from lossgen.training.equivalence import CLOSE, match_named
 from lossgen.training.losses import LossKind, from_program, parse_losses
+from lossgen.models.mf import INIT_STD
 from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
 from lossgen.phases.racing import race
 from lossgen.phases.runs import result_metric
@@ -72,6 +73,8 @@ def phase3_key(losses: list[dict], baselines: str, config: EffectivenessConfig, 
     settings = asdict(config)
     if settings["warmup"] == 0:  # added later: a key from before it (no warmup) stays the same
         del settings["warmup"]
+    if settings["init_std"] == INIT_STD:  # likewise
+        del settings["init_std"]
     content = {"losses": sorted((l["fingerprint"], l["program"]) for l in losses), "baselines": baselines,
                "config": settings, "clamp": clamp, "data": data_key}
     if race is not None:

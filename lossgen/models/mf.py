@@ -60,13 +60,15 @@ class MFPopulation:
         self.adam_step = torch.empty(0, dtype=torch.long) if adam_step is None else adam_step
 
     @staticmethod
-    def init(num_users: int, num_items: int, seeds: Sequence[int], dim: int = 64) -> "MFPopulation":
-        """One model per seed; candidate k is initialised exactly as a single model with seeds[k]."""
+    def init(num_users: int, num_items: int, seeds: Sequence[int], dim: int = 64,
+             init_std: float = INIT_STD) -> "MFPopulation":
+        """One model per seed; candidate k is initialised exactly as a single model with seeds[k].
+        Embeddings are drawn from N(0, init_std^2); biases start at 0."""
         users, items, k = [], [], len(seeds)
         for seed in seeds:
             gen = torch.Generator().manual_seed(int(seed))
-            users.append(torch.randn(num_users, dim, generator=gen) * INIT_STD)
-            items.append(torch.randn(num_items, dim, generator=gen) * INIT_STD)
+            users.append(torch.randn(num_users, dim, generator=gen) * init_std)
+            items.append(torch.randn(num_items, dim, generator=gen) * init_std)
         return MFPopulation(torch.stack(users), torch.stack(items), torch.zeros(k, num_users),
                             torch.zeros(k, num_items), torch.zeros(k), torch.ones(k, dtype=torch.float64))
 

@@ -131,12 +131,14 @@ class MLPPopulation:
 
     @staticmethod
     def init(num_users: int, num_items: int, seeds: Sequence[int], dim: int = 64,
-             fused: bool = True) -> "MLPPopulation":
+             fused: bool = True, init_std: float = INIT_STD) -> "MLPPopulation":
+        """One model per seed: embeddings N(0, init_std^2), linear layers nn.Linear's init, batch
+        norm at identity; candidate k is initialised exactly as a single model with seeds[k]."""
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in STATE}
         for seed in seeds:
             gen = torch.Generator().manual_seed(int(seed))
-            parts["user_emb"].append(torch.randn(num_users, dim, generator=gen) * INIT_STD)
-            parts["item_emb"].append(torch.randn(num_items, dim, generator=gen) * INIT_STD)
+            parts["user_emb"].append(torch.randn(num_users, dim, generator=gen) * init_std)
+            parts["item_emb"].append(torch.randn(num_items, dim, generator=gen) * init_std)
             parts["scale"].append(torch.ones((), dtype=torch.float64))
             sizes = (2 * dim,) + HIDDEN + (1,)
             for layer in range(3):

@@ -31,6 +31,7 @@ from lossgen.phases.executor import ExecutorSettings
 from lossgen.training.losses import BASELINES, LossSpec
 from lossgen.training.metrics import TASK_METRICS, Metrics, metric_for_task
 from lossgen.models import create_population
+from lossgen.models.mf import INIT_STD
 from lossgen.training.trainer import TrainConfig, train_epoch
 
 EPSILON_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
@@ -56,6 +57,8 @@ class EffectivenessConfig:
     train: TrainConfig = TrainConfig()
     bootstrap: int = 2000
     warmup: int = EARLY_STOP["paper"][0]  # epochs before the patience and staleness rules apply
+    # std of the initial embeddings (lossgen: 0.01; the authors' code leaves nn.Embedding's N(0, 1))
+    init_std: float = INIT_STD
 
     def with_early_stop(self, mode: str) -> "EffectivenessConfig":
         """This config with the early-stopping rules of `mode` (a key of EARLY_STOP)."""
@@ -138,7 +141,8 @@ def train_to_convergence(dataset: Dataset, runs: list[Run], config: Effectivenes
     """Train all runs as one population until each stops; returns their best-epoch parameters."""
     metric = metric_for_task(config.task)
     train, val = dataset.train, dataset.validation
-    model = create_population(config.model, dataset.n_users, dataset.n_items, [r.seed for r in runs], config.dim)
+    model = create_population(config.model, dataset.n_users, dataset.n_items, [r.seed for r in runs], config.dim,
+                              config.init_std)
     best = model.select(range(len(runs)))
     losses = [r.spec for r in runs]
     # A seed sets a run's initialisation and its data order: runs of one seed (different losses,

@@ -204,7 +204,8 @@ class _Segment:
 
     @staticmethod
     def start(dataset: Dataset, config: EffectivenessConfig, seed: int, ks: list[int]) -> "_Segment":
-        model = create_population(config.model, dataset.n_users, dataset.n_items, [seed] * len(ks), config.dim)
+        model = create_population(config.model, dataset.n_users, dataset.n_items, [seed] * len(ks), config.dim,
+                                  config.init_std)
         return _Segment(list(ks), model, torch.Generator().manual_seed(seed))  # the one batch order of the race
 
     def keep(self, ks: list[int]) -> None:

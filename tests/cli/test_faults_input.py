@@ -149,3 +149,22 @@ def test_early_stop_option(tmp_path):
                  ["compare", "--out", tmp_path / "c", "--seeds", 1, "--budget", 2]):
         assert_user_error(invoke(*args, "--early-stop", "slow"), "unknown early stop 'slow'")
     assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
+
+
+def test_init_std_and_l2_options(tmp_path):
+    import json
+
+    out = {}
+    for name, args in (("default", []), ("authors", ["--init-std", 1, "--l2", 3e-4])):
+        result = invoke("evaluate", "--dataset", DATA, "--losses", "BCE", "--seeds", 1, "--max-epochs", 3, *args,
+                        "--out", tmp_path / name, "--format", "json")
+        assert result.exit_code == 0, result.output
+        out[name] = json.loads((tmp_path / name / "effectiveness.json").read_text())
+    assert (out["default"]["init_std"], out["default"]["l2"]) == (0.01, 1e-4)
+    assert (out["authors"]["init_std"], out["authors"]["l2"]) == (1.0, 3e-4)
+    assert out["default"]["losses"][0]["validation"] != out["authors"]["losses"][0]["validation"]
+    for args, fragment in ((["--init-std", 0], "--init-std must be a number > 0"),
+                           (["--init-std", "nan"], "--init-std must be a number > 0"),
+                           (["--l2", -1], "l2 >= 0")):
+        assert_user_error(invoke("evaluate", "--dataset", DATA, "--losses", "BCE", *args), fragment)
+    assert_user_error(invoke("evaluate", tmp_path / "no-run", "--init-std", 1), "apply to losses evaluated on their own")

@@ -367,3 +367,4 @@ def test_fused_ops_check_their_inputs():
     pop.t["w1"] = pop.t["w1"].contiguous()  # [K, 2d, 64] memory instead of its transpose
     with pytest.raises(ValueError, match="w1"):
         pop.scores(users, items)
+

@@ -123,10 +123,10 @@ def test_early_stop_modes():
     assert _should_stop(capped, replace(official, max_epochs=5))  # the epoch cap applies in every mode
 
 
-def test_the_phase3_key_of_a_comparison_does_not_change_with_the_default_early_stop():
+def test_the_phase3_key_of_a_comparison_does_not_change_with_the_default_early_stop_and_init():
     import hashlib
     import json
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from lossgen.compare.phase3 import phase3_key
     from lossgen.phases.effectiveness import EffectivenessConfig
@@ -134,11 +134,13 @@ def test_the_phase3_key_of_a_comparison_does_not_change_with_the_default_early_s
     config = EffectivenessConfig()
     losses = [{"fingerprint": "ab", "program": [[0, 0, 1]]}]
     before = asdict(config)
-    del before["warmup"]  # what a key was made of before the field existed
+    del before["warmup"], before["init_std"]  # what a key was made of before the fields existed
     blob = json.dumps({"losses": [("ab", [[0, 0, 1]])], "baselines": "BCE", "config": before, "clamp": "paper",
                        "data": "k"}, sort_keys=True, default=str)
     assert phase3_key(losses, "BCE", config, "paper", "k") == hashlib.sha256(blob.encode()).hexdigest()[:20]
     assert phase3_key(losses, "BCE", config.with_early_stop("official"), "paper", "k") != phase3_key(
+        losses, "BCE", config, "paper", "k")
+    assert phase3_key(losses, "BCE", replace(config, init_std=1.0), "paper", "k") != phase3_key(
         losses, "BCE", config, "paper", "k")
 
 
