@@ -118,8 +118,9 @@ def elapsed(run: RunData) -> Optional[float]:
 
 # ---------------------------------------------------------------------------------------- Table 8
 
-WORKS, DOES_NOT, DROPPED, NOT_SELECTED = "works", "does not work", "dropped by the race", "not selected"
-VERDICT_ORDER = (WORKS, DOES_NOT, DROPPED, NOT_SELECTED)
+WORKS, DOES_NOT, UNJUDGED = "works", "does not work", "trained, no baseline to judge by"
+DROPPED, NOT_SELECTED = "dropped by the race", "not selected"
+VERDICT_ORDER = (WORKS, DOES_NOT, UNJUDGED, DROPPED, NOT_SELECTED)
 
 
 def race_summary(run: RunData) -> dict[str, dict]:
@@ -149,7 +150,8 @@ def phase2_survivors(run: RunData) -> list[dict]:
     """The paper's Table 8 for one run: every distinct candidate that passed Phase II, with its
     Phase III numbers and whether it works. The split is decided on validation only: a candidate
     trained to convergence `works` when its Phase III validation metric beats the reference
-    baseline's (the baseline best on validation), else `does not work`; a candidate the race
+    baseline's (the baseline best on validation), else `does not work` (without baselines: not
+    judged); a candidate the race
     dropped before convergence, or one the `top` selection did not take, has no converged
     validation (`dropped by the race`, `not selected`). Test numbers are shown, never used.
     Each row also names the handcrafted or paper loss the program equals (`=`, or a multiple of
@@ -169,8 +171,10 @@ def phase2_survivors(run: RunData) -> list[dict]:
     for c in passing:
         p3, r = results.get(c.id), raced.get(c.id)
         if p3 is not None and _is_number(p3.get("validation")):
-            better = ref_val is None or sign * float(p3["validation"]) > sign * float(ref_val)
-            verdict = WORKS if better else DOES_NOT
+            if ref_val is None:
+                verdict = UNJUDGED
+            else:
+                verdict = WORKS if sign * float(p3["validation"]) > sign * float(ref_val) else DOES_NOT
         else:
             verdict = DROPPED if r is not None else NOT_SELECTED
         eps = p3.get("eps") if p3 is not None else (r["eps"] if r is not None else c.eps)
@@ -180,6 +184,7 @@ def phase2_survivors(run: RunData) -> list[dict]:
                      "reward": c.reward, "race": r, "validation": p3.get("validation") if p3 else None,
                      "test_mean": p3.get("test_mean") if p3 else None, "test_std": p3.get("test_std") if p3 else None,
                      "verdict": verdict})
+
     def key(row):
         value = row["validation"] if row["validation"] is not None else (row["race"] or {}).get("validation")
         return (VERDICT_ORDER.index(row["verdict"]), -sign * value if _is_number(value) else math.inf)

@@ -15,6 +15,7 @@ with respect to y_hat is taken through s = logit(y_hat) by autograd.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -59,7 +60,12 @@ class NamedMatch:
 
 
 def named_probe_gradient(name: str, eps: float = NAMED_EPS) -> torch.Tensor:
-    """d f / d y_hat of a named loss on the probe grid, float64 [66]."""
+    """d f / d y_hat of a named loss on the probe grid, float64 [66] (a fresh copy)."""
+    return _named_probe_gradient(name, float(eps)).clone()
+
+
+@functools.lru_cache(maxsize=256)  # a report matches every survivor of a run against all seven
+def _named_probe_gradient(name: str, eps: float) -> torch.Tensor:
     y_hat = PROBE_Y_HAT.double().requires_grad_(True)
     score = torch.log(y_hat) - torch.log1p(-y_hat)
     value = named_loss_torch(NAMED[name], score, PROBE_Y.double(), eps).sum()
@@ -84,7 +90,7 @@ def match_named(program: Program, clamp="paper", eps: float | None = None, names
         return None
     best = None
     for name in names:
-        h = named_probe_gradient(name, eps if (eps is not None and NAMED[name] in USES_EPSILON) else NAMED_EPS)
+        h = _named_probe_gradient(name, float(eps) if (eps is not None and NAMED[name] in USES_EPSILON) else NAMED_EPS)
         hh = float(h @ h)
         if hh == 0.0:
             continue

@@ -293,6 +293,18 @@ def test_table_8_for_a_regression_run_ranks_lower_rmse_first(tmp_path):
         ("f", "works"), ("e", "does not work"), ("a", "not selected"), ("k", "not selected")]
 
 
+def test_without_baselines_trained_candidates_are_not_judged(tmp_path):
+    run = make_run(tmp_path / "run")
+    store = RunStore.open_existing(run)
+    store.set_meta("phase3", {"metric": "auc", "reference": None, "results": [
+        {"name": "e", "candidate": "e", "formula": "(y_hat - y)^2", "validation": 0.81, "test_mean": 0.8}]})
+    store.close()
+    rows = phase2_survivors(load_run(run))
+    assert rows[0]["candidate"] == "e" and rows[0]["verdict"] == "trained, no baseline to judge by"
+    write_report(run)
+    assert "No baseline was trained next to them, so nothing is judged." in (run / "report" / "report.md").read_text()
+
+
 def test_no_table_8_before_phase_three(tmp_path):
     run = make_run(tmp_path / "run", phases=False)
     assert phase2_survivors(load_run(run)) == []
