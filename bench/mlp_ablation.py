@@ -191,7 +191,8 @@ def main() -> None:
     print(f"{'paper':12s} " + " ".join(f"{m:8.4f}" for m in paper) + f"  {sum(paper) / len(paper):8.4f}")
     out = results_path(args.out)
     out.write_text(json.dumps({"environment": env, "seconds": round(time.perf_counter() - start, 1),
-                               "max_epochs": args.max_epochs, "early_stop": args.early_stop, "rows": rows, "paper": PAPER_MLP}, indent=1))
+                               "max_epochs": args.max_epochs, "early_stop": args.early_stop, "rows": rows,
+                               "paper": PAPER_MLP}, indent=1))
     print(f"wrote {out}")
 
 

@@ -135,7 +135,8 @@ def shared_phase3(out: Path, dataset, chosen: dict[str, list[dict]], baselines: 
         results.append({"name": r.spec.name, "kind": "candidate" if r.spec.kind == LossKind.PROGRAM else "baseline",
                         "fingerprint": loss["fingerprint"] if loss else None,
                         "formula": with_epsilon(loss["formula"], eps) if loss else r.spec.label(), "eps": eps,
-                        "named": _named(r.spec) if loss else None, "validation": r.validation, "test": r.test[metric], "test_mean": r.mean(metric),
+                        "named": _named(r.spec) if loss else None, "validation": r.validation,
+                        "test": r.test[metric], "test_mean": r.mean(metric),
                         "test_std": r.std(metric), "epochs": r.epochs, "vs_reference": r.vs_reference})
     saved = {"key": key, "metric": metric, "reference": result.reference, "seeds": list(config.seeds),
              "max_epochs": config.max_epochs, "baselines": baselines, "runs": result.runs,

@@ -151,9 +151,9 @@ def phase2_survivors(run: RunData) -> list[dict]:
     Phase III numbers and whether it works. The split is decided on validation only: a candidate
     trained to convergence `works` when its Phase III validation metric beats the reference
     baseline's (the baseline best on validation), else `does not work` (without baselines: not
-    judged); a candidate the race
-    dropped before convergence, or one the `top` selection did not take, has no converged
-    validation (`dropped by the race`, `not selected`). Test numbers are shown, never used.
+    judged); a candidate the race dropped before convergence, or one the `top` selection did not
+    take, has no converged validation (`dropped by the race`, `not selected`). Test numbers are
+    shown, never used.
     Each row also names the handcrafted or paper loss the program equals (`=`, or a multiple of
     it) or is close to (`≈`, within 5%), judged by its derivative (`lossgen.training.equivalence`)."""
     if run.phase2 is None:
