@@ -22,7 +22,7 @@ epoch are scored on test, once per run):
                exactly a weight decay of 3e-4 on every parameter, every step), and every gradient
                clipped to +-50 by value; the layers are Linear -> BatchNorm -> ReLU -> Dropout
 
-The models are plain PyTorch modules (bench/torch_mlp.py's layers, built per variant), one run per
+The models are bench/torch_mlp.TorchMLP with each variant's options (plain PyTorch), one run per
 (variant, loss, seed) on one thread: slow (about 1.5 s per epoch) but free of any lossgen kernel,
 so the `lossgen` row also checks the fused MLP's Table 5 numbers independently.
 
@@ -44,10 +44,11 @@ from torch import nn
 from bench_env import environment, results_path
 from lossgen.data import load
 from lossgen.models.mf import INIT_STD
-from lossgen.models.mlp import DROPOUT, HIDDEN
+from lossgen.phases.effectiveness import EffectivenessConfig, Run, should_stop
 from lossgen.training.losses import named
 from lossgen.training.metrics import auc
-from torch_mf import batch_loss, train_torch
+from torch_mf import train_torch
+from torch_mlp import TorchMLP
 
 VARIANTS = ("lossgen", "emb-init-1", "linear-0.01", "relu-bn", "no-bn", "dropout-emb", "authors-code")
 L2 = {"authors-code": 3e-4}  # the weight decay per variant (default 1e-4)
@@ -57,44 +58,10 @@ PAPER_MLP = {"MSE": 0.7655, "BCE": 0.7725, "Hinge": 0.7472, "Focal": 0.7629, "Ma
 EPS = {"MaxR": 0.01, "SumR": 0.01, "LogMin": 0.001}  # the epsilons the MLP Table 5 row chose on validation
 
 
-class VariantMLP(nn.Module):
-    def __init__(self, variant: str, num_users: int, num_items: int, dim: int = 64, seed: int = 0):
-        super().__init__()
-        gen = torch.Generator().manual_seed(int(seed))
-        std = 1.0 if variant in ("emb-init-1", "authors-code") else INIT_STD
-        self.user_emb = nn.Embedding(num_users, dim)
-        self.item_emb = nn.Embedding(num_items, dim)
-        with torch.no_grad():
-            self.user_emb.weight.copy_(torch.randn(num_users, dim, generator=gen) * std)
-            self.item_emb.weight.copy_(torch.randn(num_items, dim, generator=gen) * std)
-        self.input_dropout = nn.Dropout(DROPOUT) if variant == "dropout-emb" else nn.Identity()
-        sizes = (2 * dim,) + HIDDEN + (1,)
-        layers: list[nn.Module] = []
-        for i in range(3):
-            linear = nn.Linear(sizes[i], sizes[i + 1])
-            with torch.no_grad():
-                if variant == "linear-0.01":
-                    linear.weight.copy_(torch.randn(sizes[i], sizes[i + 1], generator=gen).T * INIT_STD)
-                    linear.bias.copy_(torch.randn(sizes[i + 1], generator=gen) * INIT_STD)
-                else:
-                    bound = 1.0 / sizes[i] ** 0.5
-                    linear.weight.copy_(((torch.rand(sizes[i], sizes[i + 1], generator=gen) * 2 - 1) * bound).T)
-                    linear.bias.copy_((torch.rand(sizes[i + 1], generator=gen) * 2 - 1) * bound)
-            layers.append(linear)
-            if i < 2:
-                bn = nn.BatchNorm1d(sizes[i + 1])
-                if variant == "relu-bn":
-                    layers += [nn.ReLU(), bn]
-                elif variant == "no-bn":
-                    layers += [nn.ReLU()]
-                else:
-                    layers += [bn, nn.ReLU()]
-                layers.append(nn.Dropout(DROPOUT))
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.user_emb(users), self.item_emb(items)], dim=1)
-        return self.layers(self.input_dropout(x)).squeeze(-1)
+# each variant as bench/torch_mlp.TorchMLP's options (lossgen: the defaults)
+OPTIONS = {"lossgen": {}, "emb-init-1": {"emb_std": 1.0}, "linear-0.01": {"linear_std": INIT_STD},
+           "relu-bn": {"order": "relu-bn"}, "no-bn": {"order": "relu"}, "dropout-emb": {"input_dropout": True},
+           "authors-code": {"emb_std": 1.0}}
 
 
 def scores(model: nn.Module, split) -> torch.Tensor:
@@ -103,53 +70,29 @@ def scores(model: nn.Module, split) -> torch.Tensor:
         return model(split.users, split.items)
 
 
-def train_clipped(model: nn.Module, spec, users, items, labels, batch_size: int, lr: float, l2: float,
-                  clip: float) -> None:
-    """train_torch's SGD epoch with every gradient clipped to +-clip by value before each step."""
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=l2)
-    for start in range(0, users.shape[0], batch_size):
-        sl = slice(start, start + batch_size)
-        optimizer.zero_grad()
-        batch_loss(spec, model(users[sl], items[sl]), labels[sl]).backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), clip)
-        optimizer.step()
-
-
-def stop(history: list[float], best_epoch: int, rule: str) -> bool:
-    """The paper's early stop (10 worse epochs in a row, or best more than 50 epochs ago) or the
-    authors' code's (only after 100 epochs: 10 worse in a row; best more than 100 epochs ago)."""
-    epoch = len(history)
-    worse = len(history) > 10 and all(history[i] < history[i - 1] for i in range(epoch - 10, epoch))
-    if rule == "official":
-        return (epoch > 100 and worse) or epoch - best_epoch > 100
-    return worse or epoch - best_epoch > 50
-
-
 def run(data, test, variant: str, loss: str, seed: int, max_epochs: int, rule: str = "paper") -> dict:
     torch.manual_seed(seed)  # torch's dropout masks
-    model = VariantMLP(variant, data.n_users, data.n_items, seed=seed)
+    model = TorchMLP(data.n_users, data.n_items, seed=seed, **OPTIONS[variant])
     spec = named(loss, EPS.get(loss, 1e-6))
     order = torch.Generator().manual_seed(1000 + seed)
     train = data.train
-    best, best_epoch, best_state, history = -1.0, 0, None, []
-    l2 = L2.get(variant, 1e-4)
-    for epoch in range(1, max_epochs + 1):
+    # lossgen's Phase III bookkeeping and early-stop rule (best_epoch 0-based, as there)
+    rules = EffectivenessConfig(max_epochs=max_epochs).with_early_stop(rule)
+    record, best_state = Run(spec, seed), None
+    while not record.stopped:
         perm = torch.randperm(len(train), generator=order)
-        users, items, labels = train.users[perm], train.items[perm], train.labels[perm]
-        if variant in CLIP:
-            train_clipped(model, spec, users, items, labels, 128, 0.01, l2, CLIP[variant])
-        else:
-            train_torch(model, spec, users, items, labels, 128, 0.01, l2)
+        train_torch(model, spec, train.users[perm], train.items[perm], train.labels[perm], 128, 0.01,
+                    L2.get(variant, 1e-4), CLIP.get(variant))
         value = float(auc(scores(model, data.validation), data.validation.labels))
-        history.append(value)
-        if value > best:
-            best, best_epoch, best_state = value, epoch, copy.deepcopy(model.state_dict())
-        if stop(history, best_epoch, rule):
-            break
+        record.history.append(value)
+        if value > record.best_utility:
+            record.best_utility, record.best_epoch, best_state = value, record.epochs, copy.deepcopy(model.state_dict())
+        record.epochs += 1
+        record.stopped = should_stop(record, rules)
     model.load_state_dict(best_state)
-    return {"variant": variant, "loss": loss, "seed": seed, "validation": best, "best_epoch": best_epoch,
-            "epochs": epoch, "test_auc": float(auc(scores(model, test), test.labels))}
+    return {"variant": variant, "loss": loss, "seed": seed, "validation": record.best_utility,
+            "best_epoch": record.best_epoch + 1, "epochs": record.epochs,
+            "test_auc": float(auc(scores(model, test), test.labels))}
 
 
 def main() -> None:

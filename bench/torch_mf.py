@@ -36,10 +36,10 @@ def batch_loss(spec: LossSpec, scores: torch.Tensor, labels: torch.Tensor) -> to
 
 
 def train_torch(model: nn.Module, spec: LossSpec, users, items, labels, batch_size: int, lr: float,
-                l2: float) -> float:
+                l2: float, clip: float | None = None) -> float:
     """SGD over the examples in the given order in mini-batches, in training mode (the plain
     PyTorch MF and MLP of the benches: any module mapping (users, items) to scores); returns the
-    mean loss."""
+    mean loss. `clip`: clip every gradient to +-clip by value before each step (the authors' code)."""
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=l2)
     total = 0.0
@@ -48,6 +48,8 @@ def train_torch(model: nn.Module, spec: LossSpec, users, items, labels, batch_si
         optimizer.zero_grad()
         loss = batch_loss(spec, model(users[sl], items[sl]), labels[sl])
         loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_value_(model.parameters(), clip)
         optimizer.step()
         total += loss.item() * (min(start + batch_size, users.shape[0]) - start)
     return total / users.shape[0]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from lossgen.reports import effectiveness as report
 from lossgen.util.atomic import write_text_atomic
-from lossgen.training.equivalence import CLOSE, match_named
+from lossgen.training.equivalence import named_label
 from lossgen.training.losses import LossKind, from_program, parse_losses
 from lossgen.models.mf import INIT_STD
 from lossgen.phases.effectiveness import EffectivenessConfig, run_effectiveness
@@ -42,12 +42,6 @@ from lossgen.phases.settings import SELECTIONS, Phase3Settings
 from lossgen.ir.printers import with_epsilon
 from lossgen.ir.formula import to_infix
 from lossgen.ir.programs import Program
-
-
-def _named(spec) -> str | None:
-    """The named loss a found program equals or is close to, by its derivative (`= SumR`, `≈ MaxR`)."""
-    match = match_named(spec.program, spec.clamp, spec.eps, rtol=CLOSE)
-    return match.label() if match is not None else None
 
 
 def loss_name(fingerprint: str) -> str:
@@ -135,7 +129,7 @@ def shared_phase3(out: Path, dataset, chosen: dict[str, list[dict]], baselines: 
         results.append({"name": r.spec.name, "kind": "candidate" if r.spec.kind == LossKind.PROGRAM else "baseline",
                         "fingerprint": loss["fingerprint"] if loss else None,
                         "formula": with_epsilon(loss["formula"], eps) if loss else r.spec.label(), "eps": eps,
-                        "named": _named(r.spec) if loss else None, "validation": r.validation,
+                        "named": named_label(r.spec.program, r.spec.clamp, r.spec.eps) if loss else None, "validation": r.validation,
                         "test": r.test[metric], "test_mean": r.mean(metric),
                         "test_std": r.std(metric), "epochs": r.epochs, "vs_reference": r.vs_reference})
     saved = {"key": key, "metric": metric, "reference": result.reference, "seeds": list(config.seeds),

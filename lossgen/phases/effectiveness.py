@@ -126,7 +126,9 @@ def _expand(losses: Sequence[LossSpec], config: EffectivenessConfig, fixed_eps: 
     return runs
 
 
-def _should_stop(run: Run, config: EffectivenessConfig) -> bool:
+def should_stop(run: Run, config: EffectivenessConfig) -> bool:
+    """Phase III's early stop for a run after its latest epoch (`config`'s rules and epoch cap);
+    bench/mlp_ablation.py applies the same rule to its plain-PyTorch runs."""
     if run.epochs >= config.max_epochs:
         return True
     if run.epochs < config.warmup:
@@ -162,7 +164,7 @@ def train_to_convergence(dataset: Dataset, runs: list[Run], config: Effectivenes
             if utility[slot] > run.best_utility:
                 run.best_utility, run.best_epoch = utility[slot], run.epochs - 1
                 improved.append((slot, k))
-            run.stopped = _should_stop(run, config)
+            run.stopped = should_stop(run, config)
             if not run.stopped:
                 still.append(slot)
         for slot, k in improved:  # keep the best epoch's parameters

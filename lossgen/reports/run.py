@@ -33,7 +33,7 @@ from lossgen.reports.plots import figure as _figure, integer_ticks as _integer_t
 from lossgen.ir.programs import Program
 from lossgen.runs import CandidateRecord, RunSnapshot, RunStore
 from lossgen.runs.records import COLUMNS, all_passing
-from lossgen.training.equivalence import CLOSE, match_named
+from lossgen.training.equivalence import named_label
 from lossgen.util.atomic import check_writable_dir, write_bytes_atomic, write_text_atomic
 
 METRIC_NAMES = {"auc": "AUC", "rmse": "RMSE"}
@@ -160,9 +160,10 @@ def phase2_survivors(run: RunData) -> list[dict]:
         return []
     budget = (run.phase3 or {}).get("budget")
     passing = all_passing(run.candidates, run.threshold, int(budget) if _is_number(budget) else None)
-    results = {r.get("candidate"): r for r in phase3_results(run) if r.get("candidate") is not None}
+    entries = phase3_results(run)
+    results = {r.get("candidate"): r for r in entries if r.get("candidate") is not None}
     reference_name = (run.phase3 or {}).get("reference")
-    reference = next((r for r in phase3_results(run) if r.get("name") == reference_name), None)
+    reference = next((r for r in entries if r.get("name") == reference_name), None)
     ref_val = reference.get("validation") if reference and _is_number(reference.get("validation")) else None
     sign = -1.0 if run.metric in LOWER_IS_BETTER else 1.0
     raced = race_summary(run)
@@ -178,9 +179,8 @@ def phase2_survivors(run: RunData) -> list[dict]:
         else:
             verdict = DROPPED if r is not None else NOT_SELECTED
         eps = p3.get("eps") if p3 is not None else (r["eps"] if r is not None else c.eps)
-        match = match_named(Program(c.program), clamp, eps, rtol=CLOSE)
         rows.append({"candidate": c.id, "formula": p3.get("formula") if p3 is not None else c.formula,
-                     "named": match.label() if match is not None else None, "phase2_rate": c.phase2_rate,
+                     "named": named_label(Program(c.program), clamp, eps), "phase2_rate": c.phase2_rate,
                      "reward": c.reward, "race": r, "validation": p3.get("validation") if p3 else None,
                      "test_mean": p3.get("test_mean") if p3 else None, "test_std": p3.get("test_std") if p3 else None,
                      "verdict": verdict})

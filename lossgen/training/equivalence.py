@@ -59,6 +59,13 @@ class NamedMatch:
         return f"{sign} {self.name}" if abs(self.scale - 1.0) <= EXACT else f"{sign} {self.scale:.3g} x {self.name}"
 
 
+def named_label(program: Program, clamp="paper", eps: float | None = None) -> str | None:
+    """What reports print for a found program: `match_named` within CLOSE, as a label (`= MSE`,
+    `≈ SumR`), or None when it is no named loss."""
+    match = match_named(program, clamp, eps, rtol=CLOSE)
+    return match.label() if match is not None else None
+
+
 def named_probe_gradient(name: str, eps: float = NAMED_EPS) -> torch.Tensor:
     """d f / d y_hat of a named loss on the probe grid, float64 [66] (a fresh copy)."""
     return _named_probe_gradient(name, float(eps)).clone()

@@ -8,7 +8,7 @@ from lossgen.cli import app
 from lossgen.data import load
 from lossgen.ir.formula import parse
 from lossgen.training.losses import from_program, named
-from lossgen.phases.effectiveness import EffectivenessConfig, Run, _should_stop, run_effectiveness
+from lossgen.phases.effectiveness import EffectivenessConfig, Run, should_stop, run_effectiveness
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +21,13 @@ def test_stop_rule():
     run = Run(named("BCE"), 0)
     run.history = [0.5, 0.6, 0.59, 0.58, 0.57]  # three consecutive drops
     run.epochs, run.best_epoch = 5, 1
-    assert _should_stop(run, config)
+    assert should_stop(run, config)
     run.history = [0.5, 0.6, 0.59, 0.595, 0.57]
-    assert not _should_stop(run, config)
+    assert not should_stop(run, config)
     run.epochs, run.best_epoch = 8, 1  # best 6 epochs ago > stale
-    assert _should_stop(run, config)
+    assert should_stop(run, config)
     run.epochs, run.best_epoch = 100, 99
-    assert _should_stop(run, config)  # epoch cap
+    assert should_stop(run, config)  # epoch cap
 
 
 def test_effectiveness_selects_on_validation_and_reads_test_once(data):
@@ -98,7 +98,7 @@ def test_effectiveness_with_the_mlp_and_adam(data):
 
 
 def test_early_stop_modes():
-    from lossgen.phases.effectiveness import EARLY_STOP, EffectivenessConfig, Run, _should_stop
+    from lossgen.phases.effectiveness import EARLY_STOP, EffectivenessConfig, Run, should_stop
     from lossgen.training.losses import named
 
     paper = EffectivenessConfig()
@@ -114,13 +114,13 @@ def test_early_stop_modes():
         return run
 
     falling = run_with([0.9 - 0.01 * i for i in range(12)], 0)  # 11 consecutive worse epochs
-    assert _should_stop(falling, paper) and not _should_stop(falling, official)  # official: not before 100
+    assert should_stop(falling, paper) and not should_stop(falling, official)  # official: not before 100
     stale = run_with([0.5] * 60, 0)  # best 59 epochs ago
-    assert _should_stop(stale, paper) and not _should_stop(stale, official)
+    assert should_stop(stale, paper) and not should_stop(stale, official)
     late_stale = run_with([0.5] * 102, 0)
-    assert _should_stop(late_stale, official)
+    assert should_stop(late_stale, official)
     capped = run_with([0.5 + 0.001 * i for i in range(5)], 4)
-    assert _should_stop(capped, replace(official, max_epochs=5))  # the epoch cap applies in every mode
+    assert should_stop(capped, replace(official, max_epochs=5))  # the epoch cap applies in every mode
 
 
 def test_the_phase3_key_of_a_comparison_does_not_change_with_the_default_early_stop_and_init():

@@ -1,7 +1,8 @@
 import pytest
 
 from lossgen.ir.formula import parse
-from lossgen.training.equivalence import CLOSE, NamedMatch, match_named, named_probe_gradient, program_probe_gradient
+from lossgen.training.equivalence import (CLOSE, NamedMatch, match_named, named_label, named_probe_gradient,
+                                          program_probe_gradient)
 
 
 @pytest.mark.parametrize("formula, eps, name, scale", [
@@ -50,3 +51,9 @@ def test_probe_gradients_of_named_and_program_forms_agree_pointwise():
     assert (g - h).abs().max() < 1e-5
     assert NamedMatch("MSE", 1.0004).equal and not NamedMatch("MSE", 1.01).equal
     assert not NamedMatch("MSE", 1.0, residual=0.01).equal
+
+
+def test_named_label_is_what_reports_print():
+    assert named_label(parse("(y - y_hat)^2 + y"), "symmetric") == "= MSE"
+    assert named_label(parse("max(y_hat * (1 / y), y * (1 / y_hat))"), "symmetric", 0.1) == "= SumR"
+    assert named_label(parse("(y_hat - y)^2 * (y_hat - y)^2"), "symmetric") is None
